@@ -37,8 +37,10 @@ Where it simplifies (on purpose):
   - The OpenAPI v3 documents carry paths and operations but no component schemas, so kubectl's
     client-side apply computes its strategic merge patch from its compiled-in types (the same
     result for built-in kinds). /openapi/v2 is 404.
-  - Responses are JSON (or Table/PartialObjectMetadata); a client that accepts only protobuf
-    gets 406 NotAcceptable, as a real server does for a media type it cannot produce.
+  - Responses are protobuf when the client prefers it (kubectl create does) for ConfigMap,
+    Secret, Namespace, ServiceAccount and Status, whose schemas k8spb.py covers completely;
+    everything else is JSON (or Table/PartialObjectMetadata). A client that accepts only
+    protobuf for another kind gets 406 NotAcceptable.
   - Watch history is kept for the life of the process (never 410 Gone unless rv is in the future).
 
 Usage: server.py --port 0 --port-file FILE --cert-dir DIR [--kubeconfig-out FILE]
@@ -1362,6 +1364,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         extra_headers)
 
     def send_error_status(self, err):
+        if self.prefers_protobuf():
+            return self.send_bytes(err.code, k8spb.encode(err.status()),
+                                   "application/vnd.kubernetes.protobuf")
         self.send_json(err.code, err.status())
 
     def start_chunked(self, code, ctype):
@@ -1573,12 +1578,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- content negotiation -------------------------------------------------------------------
 
-    def output_form(self):
-        """'table' / 'partial' / 'json' from Accept, in the client's order of preference."""
+    def prefers_protobuf(self):
+        accept = parse_accept(self.headers.get("Accept"))
+        return bool(accept) and accept[0][0] == "application/vnd.kubernetes.protobuf"
+
+    def output_form(self, kind=None):
+        """'table' / 'partial' / 'json' / 'protobuf' from Accept, in the client's order of
+        preference; protobuf only for the kinds k8spb can encode completely."""
         accept = parse_accept(self.headers.get("Accept"))
         if not accept:
             return "json"
         for mime, params in accept:
+            if mime == "application/vnd.kubernetes.protobuf" and kind in k8spb.ENCODABLE and \
+                    "as" not in params:
+                return "protobuf"
             if mime in ("application/json", "*/*", "application/*"):
                 if params.get("as") == "Table" and params.get("g") == "meta.k8s.io" and \
                         params.get("v") in ("v1", "v1beta1"):
@@ -1624,7 +1637,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- verbs ---------------------------------------------------------------------------------
 
     def respond_obj(self, code, res, obj):
-        form = self.output_form()
+        form = self.output_form(obj.get("kind"))
+        if form == "protobuf":
+            return self.send_bytes(code, k8spb.encode(obj), "application/vnd.kubernetes.protobuf")
         if form == "table":
             meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
             return self.send_json(code, to_table(res, [obj], meta, self.q("includeObject")),
