@@ -22,8 +22,8 @@ Faithful to the real kube-apiserver (v1.32) in the shapes kubectl sees:
 Where it simplifies (on purpose):
   - Exec runs nothing: it emulates echo, cat, env, date (a fixed date), hostname, true, false,
     sleep and `sh -c` with `;`-separated statements of those plus `exit N`, so tests are
-    deterministic. SPDY/3.1 upgrades are refused (kubectl 1.32 tries WebSocket first).
-    Port-forward is not implemented.
+    deterministic. Exec/attach speak WebSocket (v5/v4.channel.k8s.io) and SPDY/3.1 (remotecommand
+    v4 only; no flow control, as spdystream has none). Port-forward is not implemented.
   - Pod logs are synthetic: "<pod> line N"; `follow` streams a few more lines, then ends as if
     the container exited.
   - No admission, no RBAC (any authenticated client may do anything), no finalizer processing:
@@ -66,9 +66,11 @@ import threading
 import time
 import urllib.parse
 import uuid
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import k8spb  # noqa: E402
+import spdy  # noqa: E402
 
 try:
     import yaml  # python3-yaml (Debian); only for apply-patch+yaml bodies
@@ -2118,12 +2120,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if pod["status"].get("phase") != "Running":
             raise bad_request("unable to upgrade connection: pod %s is not running" % name)
         upgrade = self.headers.get("Upgrade", "").lower()
-        offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")
-                   if p.strip()]
-        proto = next((p for p in offered if p in CHANNEL_PROTOCOLS), None)
-        if upgrade != "websocket" or not proto:
-            # SPDY/3.1 is not implemented by this test server.
-            raise bad_request("Upgrade request required")
+        argv = self.query.get("command", []) if sub == "exec" else ["cat"]
+        opts = {k: self.q(k) in ("true", "1") for k in ("stdin", "stdout", "stderr", "tty")}
+        if upgrade == "websocket":
+            offered = [p.strip() for p in
+                       self.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+            proto = next((p for p in offered if p in CHANNEL_PROTOCOLS), None)
+            if proto:
+                return self.exec_websocket(pod, c, argv, opts, proto)
+        if upgrade == "spdy/3.1":
+            offered = [p.strip() for v in self.headers.get_all("X-Stream-Protocol-Version", [])
+                       for p in v.split(",")]
+            if "v4.channel.k8s.io" in offered:
+                return self.exec_spdy(pod, c, argv, opts)
+        raise bad_request("Upgrade request required")
+
+    def exec_status(self, sess, argv):
+        code = sess.run(argv)
+        if code is None:
+            return {"metadata": {}, "status": "Failure",
+                    "message": "OCI runtime exec failed: exec failed: unable to start container "
+                               "process: exec: \"%s\": executable file not found in $PATH: "
+                               "unknown" % argv[0],
+                    "reason": "InternalError",
+                    "details": {"causes": [{"message": "OCI runtime exec failed"}]},
+                    "code": 500}
+        if code == 0:
+            return {"metadata": {}, "status": "Success"}
+        return {"metadata": {}, "status": "Failure",
+                "message": "command terminated with non-zero exit code: error executing command "
+                           "[%s], exit code %d" % (" ".join(argv), code),
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+
+    def exec_websocket(self, pod, c, argv, opts, proto):
         key = self.headers.get("Sec-WebSocket-Key", "")
         accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
         self.send_response_only(101)
@@ -2136,9 +2166,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.log_request_line(101, " " + proto)
         self.close_connection = True
         ws = WebSocket(self.rfile, self.wfile)
-        argv = self.query.get("command", []) if sub == "exec" else ["cat"]
-        want_stdin = self.q("stdin") in ("true", "1")
-        tty = self.q("tty") in ("true", "1")
 
         import queue
         stdin_q = queue.Queue()
@@ -2163,9 +2190,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         threading.Thread(target=reader, daemon=True).start()
 
         def read_stdin():
-            if not want_stdin:
-                return b""
-            return stdin_q.get() or b""
+            return (stdin_q.get() or b"") if opts["stdin"] else b""
 
         def out(data):
             if data:
@@ -2173,30 +2198,87 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
         def err(data):
             if data:
-                ws.send(0x2, (b"\x01" if tty else b"\x02") + data)
+                ws.send(0x2, (b"\x01" if opts["tty"] else b"\x02") + data)
 
-        sess = ExecSession(pod, c, read_stdin, out, err)
         try:
-            code = sess.run(argv)
-            if code is None:
-                status = {"metadata": {}, "status": "Failure",
-                          "message": "OCI runtime exec failed: exec failed: unable to start "
-                                     "container process: exec: \"%s\": executable file not "
-                                     "found in $PATH: unknown" % argv[0],
-                          "reason": "InternalError",
-                          "details": {"causes": [{"message": "OCI runtime exec failed"}]},
-                          "code": 500}
-            elif code == 0:
-                status = {"metadata": {}, "status": "Success"}
-            else:
-                status = {"metadata": {}, "status": "Failure",
-                          "message": "command terminated with non-zero exit code: error "
-                                     "executing command [%s], exit code %d"
-                                     % (" ".join(argv), code),
-                          "reason": "NonZeroExitCode",
-                          "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+            status = self.exec_status(ExecSession(pod, c, read_stdin, out, err), argv)
             ws.send(0x2, b"\x03" + json.dumps(status, separators=(",", ":")).encode())
             ws.close()
+        except OSError:
+            pass
+
+    def exec_spdy(self, pod, c, argv, opts):
+        """The remotecommand v4 protocol over SPDY/3.1: the client opens one stream per
+        streamType (error, stdin, stdout, stderr, resize); the status goes on the error stream."""
+        self.send_response_only(101)
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Upgrade", "SPDY/3.1")
+        self.send_header("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+        self.send_header("Date", self.date_time_string())
+        self.end_headers()
+        self.wfile.flush()
+        self.log_request_line(101, " SPDY/3.1 v4.channel.k8s.io")
+        self.close_connection = True
+        sess = spdy.Session(self.rfile, self.wfile)
+        need = {"error"} | {k for k in ("stdin", "stdout") if opts[k]}
+        if opts["stderr"] and not opts["tty"]:
+            need.add("stderr")
+        if opts["tty"]:
+            need.add("resize")
+        streams = {}
+        cond = threading.Condition()
+
+        import queue
+        stdin_q = queue.Queue()
+
+        def reader():
+            try:
+                while True:
+                    kind, sid, payload, flags = sess.read_frame()
+                    if kind == "syn":
+                        sess.reply(sid)
+                        with cond:
+                            streams[payload.get("streamtype", "")] = sid
+                            cond.notify_all()
+                    elif kind == "data" and sid == streams.get("stdin"):
+                        if payload:
+                            stdin_q.put(payload)
+                        if flags & spdy.FLAG_FIN:
+                            stdin_q.put(None)
+                    elif kind in ("rst", "goaway") and (kind == "goaway" or
+                                                        sid == streams.get("stdin")):
+                        stdin_q.put(None)
+            except (EOFError, OSError, ValueError, zlib.error):
+                stdin_q.put(None)
+                with cond:
+                    streams["__closed__"] = 0
+                    cond.notify_all()
+        threading.Thread(target=reader, daemon=True).start()
+        with cond:
+            ok = cond.wait_for(lambda: need <= set(streams) or "__closed__" in streams,
+                               timeout=30)
+        if not ok or not need <= set(streams):
+            log("spdy exec: streams %s never arrived (have %s)" % (need, set(streams)))
+            return
+
+        def read_stdin():
+            return (stdin_q.get() or b"") if opts["stdin"] else b""
+
+        def out(data):
+            if data and "stdout" in streams:
+                sess.data(streams["stdout"], data)
+
+        def err(data):
+            if data:
+                sess.data(streams["stdout" if opts["tty"] else "stderr"], data)
+
+        try:
+            status = self.exec_status(ExecSession(pod, c, read_stdin, out, err), argv)
+            sess.data(streams["error"], json.dumps(status, separators=(",", ":")).encode())
+            for t in ("stdout", "stderr", "error"):
+                if t in streams:
+                    sess.data(streams[t], b"", fin=True)
+            sess.goaway(max(streams.values()))
         except OSError:
             pass
 

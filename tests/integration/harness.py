@@ -142,9 +142,11 @@ class Kubectl:
                     "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
         return env
 
-    def run(self, *args, input=None, timeout=60, check=False):
+    def run(self, *args, input=None, timeout=60, check=False, env=None):
+        full_env = self.env()
+        full_env.update(env or {})
         p = subprocess.run([KUBECTL, *args], input=input.encode() if isinstance(input, str)
-                           else input, capture_output=True, env=self.env(), timeout=timeout)
+                           else input, capture_output=True, env=full_env, timeout=timeout)
         r = Result(args, p.returncode, p.stdout.decode(errors="replace"),
                    p.stderr.decode(errors="replace"))
         if check and p.returncode != 0:

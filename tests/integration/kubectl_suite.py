@@ -200,6 +200,22 @@ def exec_(k, ctx):
             "exit": out(x), "env": out(env)}
 
 
+def exec_spdy(k, ctx):
+    """The same over SPDY/3.1, kubectl's fallback when WebSocket is refused."""
+    spdy = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
+    e = k.run("exec", "web-0", "--", "echo", "hi", env=spdy)
+    assert e.rc == 0 and e.stdout == "hi\n", e
+    i = k.run("exec", "-i", "web-0", "--", "cat", input="over spdy\n", env=spdy)
+    assert i.rc == 0 and i.stdout == "over spdy\n", i
+    big = ("z" * 999 + "\n") * 300
+    ib = k.run("exec", "-i", "worker", "--", "cat", input=big, env=spdy)
+    assert ib.rc == 0 and ib.stdout == big, (ib.rc, len(ib.stdout), ib.stderr)
+    x = k.run("exec", "web-0", "--", "sh", "-c", "echo err >&2; exit 5", env=spdy)
+    assert x.rc == 5 and "err\n" in x.stderr, x
+    return {"echo": out(e), "stdin": out(i), "big": {"rc": ib.rc, "len": len(ib.stdout)},
+            "exit": out(x)}
+
+
 def logs(k, ctx):
     plain = k.run("logs", "web-0")
     assert plain.rc == 0 and plain.stdout.splitlines() == [
@@ -221,4 +237,4 @@ def logs(k, ctx):
 STEPS = [("get_table", get_table), ("get_json_yaml", get_json_yaml),
          ("create_configmap", create_configmap), ("create_secret", create_secret),
          ("apply_twice", apply_twice), ("delete", delete), ("watch", watch), ("exec", exec_),
-         ("logs", logs)]
+         ("exec_spdy", exec_spdy), ("logs", logs)]
