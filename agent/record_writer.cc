@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "agent/audit_chain.h"
+#include "agent/metrics.h"
 #include "proxy/log.h"
 
 namespace kscribe {
@@ -141,6 +142,11 @@ struct RecordWriter::OpenFile {
   bool ok = false;  // the marker and file were created
 };
 
+void RecordWriter::lostOne() {
+  lost_.fetch_add(1);
+  metrics::get().record_failures.inc();
+}
+
 RecordWriter::RecordWriter(RecordWriterOptions options) : options_(std::move(options)) {}
 
 RecordWriter::~RecordWriter() { stop(); }
@@ -197,7 +203,7 @@ bool RecordWriter::record(ExchangeRecord&& rec) {
   {
     std::lock_guard lk(mu_);
     if (queued_bytes_ + bytes > options_.max_queue_bytes) {
-      lost_.fetch_add(1);
+      lostOne();
       if (!overflow_.exchange(true)) {
         log::error("recorder: the writer cannot keep up (queue over " +
                    std::to_string(options_.max_queue_bytes) + " bytes): dropping records (" +
@@ -341,7 +347,7 @@ void RecordWriter::handle(ExchangeRecord& rec) {
   std::string audit_hash;
   text += '\n';
   if (auto ec = audit_.append(text)) {
-    lost_.fetch_add(1);
+    lostOne();
     fail("appending to audit log", options_.audit_path, ec);
   } else {
     audit_hash = audit["hash"].get<std::string>();
@@ -358,7 +364,7 @@ void RecordWriter::handle(ExchangeRecord& rec) {
     it = sessions_.find(session_id);
   }
   if (it == sessions_.end() || !it->second->ok) {
-    lost_.fetch_add(1);
+    lostOne();
     log::warn("recorder: no open file for session " + session_id + "; exchange " +
               std::to_string(rec.seq) + " kept in the audit log only");
     return;
@@ -408,12 +414,18 @@ void RecordWriter::handle(ExchangeRecord& rec) {
   std::string out = line.dump(-1, ' ', false, ojson::error_handler_t::replace);
   out += '\n';
   if (auto ec = open.file.append(out)) {
-    lost_.fetch_add(1);
+    lostOne();
     ++open.stats.lost;
     fail("appending to session", open.info->jsonl, ec);
     return;
   }
   open.stats.sha.update(out);
+  auto& m = metrics::get();
+  m.bytes_recorded.inc(out.size());
+  for (const auto* b : {&rec.request_body, &rec.response_body}) {
+    if (*b && (*b)->redacted) m.redactions.inc((*b)->redactions ? (*b)->redactions : 1);
+    if (*b && (*b)->truncated) m.truncations.inc();
+  }
   open.stats.add(static_cast<int>(rec.tier), line["request_body_size"].get<std::uint64_t>(),
                  line["response_body_size"].get<std::uint64_t>(), process, ts);
 }
@@ -479,6 +491,7 @@ void RecordWriter::handle(CloseCmd& cmd) {
     } else if (publishManifest(identityJson(s), open.stats, s.jsonl, s.manifest, s.open_marker,
                                formatTimestamp(cmd.ended), cmd.reason)) {
       open.file.close();
+      metrics::get().sessions_closed.inc();
       notify(ClosedSession{s.jsonl, s.manifest, s.key.agent, s.id, s.date, cmd.reason});
     }
   }

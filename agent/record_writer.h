@@ -98,6 +98,7 @@ class RecordWriter {
   struct OpenFile;
 
   void push(Command&& command, std::uint64_t bytes);
+  void lostOne();
   void run();
   void handle(OpenCmd& cmd);
   void handle(ExchangeRecord& rec);

@@ -7,6 +7,7 @@
 #include "agent/api_request.h"
 #include "agent/body_capture.h"
 #include "agent/config.h"
+#include "agent/metrics.h"
 #include "agent/tier.h"
 #include "proxy/log.h"
 
@@ -198,6 +199,7 @@ void Recorder::closeLocked(std::map<SessionKey, std::shared_ptr<Session>>::itera
                            const char* reason) {
   Session& s = *it->second;
   s.closed = true;
+  metrics::get().sessions_open.dec();
   writer_.closeSession(s.info, s.last_wall, reason);
   sessions_.erase(it);
 }
@@ -232,6 +234,7 @@ std::shared_ptr<Recorder::Session> Recorder::sessionFor(const proxy::ConnectionI
   session->last_activity = now;
   session->last_wall = info->started;
   sessions_.emplace(key, session);
+  metrics::get().sessions_open.inc();
   writer_.openSession(info);
   return session;
 }

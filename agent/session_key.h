@@ -13,13 +13,13 @@ namespace kscribe {
 /// Agent name plus workload; two pods sharing an agent name get two sessions.
 struct SessionKey {
   std::string agent;
-  std::string workload_kind;  // "pod" | "container" | "cgroup" | "host"
-  std::string workload;       // pod uid, container id, cgroup path, or "host"
+  std::string workload_kind;  // "pod" | "container" | "cgroup" | "host" | "unknown"
+  std::string workload;       // pod uid, container id, cgroup path; "" for host/unknown
   auto operator<=>(const SessionKey&) const = default;
 };
 
-/// The session key for an exchange on `connection`: pod uid, else container id, else cgroup
-/// path, else "host".
+/// The session key for an exchange on `connection`: the agent plus identity.h's workloadOf (pod
+/// uid, else container id, else cgroup path, else host; "unknown" when unattributed).
 SessionKey sessionKeyFor(const proxy::ConnectionInfo& connection);
 
 }  // namespace kscribe
