@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "agent/bpf_loader.h"
+#include "agent/metrics.h"
 #include "proxy/log.h"
 
 namespace kscribe {
@@ -147,14 +148,17 @@ BpfAttribution::BpfAttribution(const BpfLoader& loader, std::filesystem::path pr
 std::shared_ptr<const proxy::Attribution> BpfAttribution::lookup(int accepted_fd) {
   auto owner = loader_.lookup(accepted_fd);
   if (!owner) {
+    metrics::get().attribution_miss.inc();
     auto a = std::make_shared<proxy::Attribution>();
     a->status = proxy::Attribution::Status::kUnattributed;  // never guessed
     return a;
   }
+  metrics::get().attribution_hit.inc();
   return std::make_shared<proxy::Attribution>(enrich(*owner, proc_root_, cgroups_));
 }
 
 std::shared_ptr<const proxy::Attribution> UnavailableAttribution::lookup(int) {
+  metrics::get().attribution_unavailable.inc();
   static const auto kUnavailable = std::make_shared<const proxy::Attribution>();
   return kUnavailable;
 }
