@@ -4,7 +4,10 @@
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
 
+#include "agent/attribution.h"
+#include "agent/bpf_loader.h"
 #include "agent/clock.h"
+#include "agent/metrics.h"
 #include "agent/recorder.h"
 #include "proxy/log.h"
 
@@ -15,8 +18,21 @@ int runDaemon(const Config& config) {
   std::filesystem::create_directories(config.sessions.api.storage);
   std::filesystem::create_directories(config.audit.path.parent_path());
 
-  // The recorder first: it recovers sessions and the audit chain a crash left open before any
-  // request can arrive.
+  // Before the proxy: a connection accepted before the program is attached has no record.
+  // required mode throws here (exit 1) naming what is missing: BTF, root, the load or the attach.
+  AttributionRuntime attribution = startAttribution(config.attribution, {config.listen.port});
+  if (attribution.loader) {
+    const BpfLoader* loader = attribution.loader.get();
+    metrics::exportBpfCounters(metrics::get(), [loader] {
+      auto c = loader->counters();
+      return std::vector<std::uint64_t>(c.begin(), c.end());
+    });
+  }
+  // TODO(lead): hand attribution.source.get() to the proxy's ServerOptions (AttributionSource*)
+  // once proxy/ lands on main.
+
+  // The recorder before the proxy: it recovers sessions and the audit chain a crash left open
+  // before any request can arrive.
   SystemClock clock;
   Recorder recorder(RecorderOptions::fromConfig(config), clock);
   recorder.start();
@@ -33,6 +49,14 @@ int runDaemon(const Config& config) {
   log::info("kscribe serving; home " + config.home.string());
   io.run();
   recorder.shutdown();
+  if (attribution.loader) {
+    metrics::exportBpfCounters(metrics::get(), {});  // before the loader goes
+    auto c = attribution.loader->counters();
+    std::string line = "attribution counters:";
+    for (unsigned i = 0; i < c.size(); ++i)
+      line += std::string(" ") + bpf::counterName(i) + "=" + std::to_string(c[i]);
+    log::info(line);
+  }
   return 0;
 }
 

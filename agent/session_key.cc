@@ -7,8 +7,8 @@ namespace kscribe {
 SessionKey sessionKeyFor(const proxy::ConnectionInfo& connection) {
   SessionKey key;
   key.agent = connection.agent;
-  Workload w = connection.attribution ? workloadOf(*connection.attribution)
-                                      : Workload{"unknown", ""};
+  Workload w =
+      connection.attribution ? workloadOf(*connection.attribution) : Workload{"unknown", ""};
   key.workload_kind = std::move(w.kind);
   key.workload = std::move(w.id);
   return key;
