@@ -25,6 +25,8 @@ int run(int argc, char** argv) {
   addVersion(app, runner);
   addConfig(app, runner);
   addServe(app, runner);
+  addInit(app, runner);
+  addAgent(app, runner);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -470,7 +470,7 @@ json toJson(const Config& c) {
     agents.push_back(e);
   }
   const auto& s = c.shipping;
-  return json{
+  json j{
       {"listen", {{"address", c.listen.address}, {"port", c.listen.port}}},
       {"tls",
        {{"ca_cert", c.tls.ca_cert.string()},
@@ -510,8 +510,6 @@ json toJson(const Config& c) {
         {"cluster", s.cluster},
         {"node", s.node},
         {"addressing", s.addressing},
-        {"ca_file", s.ca_file.string()},
-        {"credentials_file", s.credentials_file.string()},
         {"profile", s.profile},
         {"multipart_threshold", sz(s.multipart_threshold)},
         {"part_size", sz(s.part_size)},
@@ -532,18 +530,15 @@ json toJson(const Config& c) {
         {"shutdown_grace", d(c.limits.shutdown_grace)}}},
       {"log", {{"level", c.log.level}}},
   };
+  // Unset optional paths are left out rather than written as "".
+  if (!s.ca_file.empty()) j["shipping"]["ca_file"] = s.ca_file.string();
+  if (!s.credentials_file.empty()) j["shipping"]["credentials_file"] = s.credentials_file.string();
+  return j;
 }
 
 std::string toYaml(const Config& config) {
-  json j = toJson(config);
-  // Empty optional paths are "unset", which YAML spells by leaving the key out.
-  for (auto* section : {&j["shipping"]}) {
-    for (const char* k : {"ca_file", "credentials_file"}) {
-      if ((*section)[k] == "") section->erase(k);
-    }
-  }
   YAML::Emitter out;
-  emitYaml(out, j);
+  emitYaml(out, toJson(config));
   return std::string(out.c_str()) + "\n";
 }
 
