@@ -3,18 +3,31 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "agent/attribution.h"
 #include "agent/bpf_loader.h"
 #include "agent/clock.h"
 #include "agent/metrics.h"
 #include "agent/recorder.h"
+#include "agent/upstream.h"
 #include "proxy/log.h"
+#include "proxy/server.h"
 
 namespace kscribe {
 
 int runDaemon(const Config& config) {
   log::setLevel(log::parseLevel(config.log.level));
+
+  // Start-up config checks first: an unusable setting is a ConfigError naming its key (exit 2).
+  proxy::ServerOptions options = serverOptions(config);
+  for (const auto& [key, path] :
+       {std::pair{"tls.cert", config.tls.cert}, std::pair{"tls.key", config.tls.key},
+        std::pair{"tls.ca_cert", config.tls.ca_cert}}) {
+    if (!std::ifstream(path)) throw ConfigError(key, "cannot read " + path.string());
+  }
+
   std::filesystem::create_directories(config.sessions.api.storage);
   std::filesystem::create_directories(config.audit.path.parent_path());
 
@@ -28,26 +41,39 @@ int runDaemon(const Config& config) {
       return std::vector<std::uint64_t>(c.begin(), c.end());
     });
   }
-  // TODO(lead): hand attribution.source.get() to the proxy's ServerOptions (AttributionSource*)
-  // once proxy/ lands on main.
 
   // The recorder before the proxy: it recovers sessions and the audit chain a crash left open
-  // before any request can arrive.
+  // before any request can arrive (a broken audit chain stops start-up here, exit 1).
   SystemClock clock;
   Recorder recorder(RecorderOptions::fromConfig(config), clock);
   recorder.start();
-  // TODO(proxy): when proxy::Server lands, construct it here with ServerOptions::tap = &recorder
-  // and stop it (drain) before recorder.shutdown() below.
+
+  options.tap = &recorder;
+  options.attribution = attribution.source.get();
+  std::unique_ptr<proxy::Server> server;
+  try {
+    server = std::make_unique<proxy::Server>(std::move(options));
+  } catch (const proxy::StartupError& e) {
+    throw ConfigError(e.key(), std::string(e.what()).substr(e.key().size() + 2));
+  }
 
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
-  signals.async_wait([&io](const boost::system::error_code&, int signo) {
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") +
-              ", shutting down");
-    io.stop();
+              ", draining (grace " + std::to_string(config.limits.shutdown_grace.count()) + "ms)");
+    server->stop();
   });
-  log::info("kscribe serving; home " + config.home.string());
-  io.run();
+  server->start();
+  log::info("kscribe serving on " + config.listen.address + ":" + std::to_string(server->port()) +
+            "; home " + config.home.string());
+  std::thread signal_thread([&io] { io.run(); });
+  server->wait();
+  io.stop();
+  signal_thread.join();
+  server.reset();
+  // The proxy has drained (no tap call can follow): close every session and sync.
   recorder.shutdown();
   if (attribution.loader) {
     metrics::exportBpfCounters(metrics::get(), {});  // before the loader goes
@@ -57,6 +83,7 @@ int runDaemon(const Config& config) {
       line += std::string(" ") + bpf::counterName(i) + "=" + std::to_string(c[i]);
     log::info(line);
   }
+  log::info("kscribe stopped");
   return 0;
 }
 
