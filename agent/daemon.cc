@@ -4,6 +4,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
 
+#include "agent/attribution.h"
+#include "agent/bpf_loader.h"
+#include "agent/metrics.h"
 #include "agent/metrics_server.h"
 #include "proxy/log.h"
 
@@ -14,9 +17,23 @@ int runDaemon(const Config& config) {
   std::filesystem::create_directories(config.sessions.api.storage);
   std::filesystem::create_directories(config.audit.path.parent_path());
 
+  // Before the proxy: a connection accepted before the program is attached has no record.
+  // required mode throws here (exit 1) naming what is missing: BTF, root, the load or the attach.
+  AttributionRuntime attribution = startAttribution(config.attribution, {config.listen.port});
+  if (attribution.loader) {
+    const BpfLoader* loader = attribution.loader.get();
+    metrics::exportBpfCounters(metrics::get(), [loader] {
+      auto c = loader->counters();
+      return std::vector<std::uint64_t>(c.begin(), c.end());
+    });
+  }
+  // TODO(lead): hand attribution.source.get() to the proxy's ServerOptions (AttributionSource*)
+  // once proxy/ lands on main.
+
   boost::asio::io_context io;
   // Probes answer from here on; /readyz stays 503 until the proxy and attribution say ready.
   auto metrics_runtime = startMetrics(config, io);
+  if (attribution.loader) health().setCondition(kReadyAttribution, true);  // attached above
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&io](const boost::system::error_code&, int signo) {
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") +
@@ -25,6 +42,14 @@ int runDaemon(const Config& config) {
   });
   log::info("kscribe serving; home " + config.home.string());
   io.run();
+  if (attribution.loader) {
+    metrics::exportBpfCounters(metrics::get(), {});  // before the loader goes
+    auto c = attribution.loader->counters();
+    std::string line = "attribution counters:";
+    for (unsigned i = 0; i < c.size(); ++i)
+      line += std::string(" ") + bpf::counterName(i) + "=" + std::to_string(c[i]);
+    log::info(line);
+  }
   return 0;
 }
 
