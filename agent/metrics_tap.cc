@@ -144,22 +144,4 @@ void MetricsTap::refused(const proxy::ConnectionInfo& connection, const proxy::R
   if (inner_) inner_->refused(connection, request, status, message);
 }
 
-std::shared_ptr<const proxy::Attribution> MetricsAttribution::lookup(int accepted_fd) {
-  std::shared_ptr<const proxy::Attribution> a;
-  if (inner_) a = inner_->lookup(accepted_fd);
-  if (!a) a = std::make_shared<const proxy::Attribution>();  // status kUnavailable
-  switch (a->status) {
-    case proxy::Attribution::Status::kAttributed:
-      metrics_.attribution_hit.inc();
-      break;
-    case proxy::Attribution::Status::kUnattributed:
-      metrics_.attribution_miss.inc();
-      break;
-    case proxy::Attribution::Status::kUnavailable:
-      metrics_.attribution_unavailable.inc();
-      break;
-  }
-  return a;
-}
-
 }  // namespace kscribe

@@ -1,15 +1,14 @@
 #pragma once
-// Decorators that count the proxy's traffic into the kscribe metrics without the proxy knowing of
-// them (proxy/ does not depend on agent/): MetricsTap wraps the recorder's Tap and counts requests
-// by agent, tier and status, latency, body bytes and refusals; MetricsAttribution wraps the
-// AttributionSource and counts hits, misses and unavailable lookups. Install both in the daemon:
-//   options.tap = &metrics_tap;  options.attribution = &metrics_attribution;
+// Counts the proxy's traffic into the kscribe metrics without the proxy knowing of them (proxy/
+// does not depend on agent/): MetricsTap wraps the recorder's Tap and counts requests by agent,
+// tier and status, latency, body bytes and refusals. Install it in the daemon:
+//   MetricsTap metrics_tap(&recorder, metrics::get());  options.tap = &metrics_tap;
+// (Attribution results are counted by the attribution sources themselves, agent/attribution.cc.)
 
 #include <chrono>
 #include <functional>
 
 #include "agent/metrics.h"
-#include "proxy/attribution.h"
 #include "proxy/tap.h"
 
 namespace kscribe {
@@ -30,18 +29,6 @@ class MetricsTap : public proxy::Tap {
   proxy::Tap* inner_;
   metrics::KscribeMetrics& metrics_;
   Clock clock_;
-};
-
-/// Counts attribution results, then returns `inner`'s (null inner: every lookup unavailable).
-class MetricsAttribution : public proxy::AttributionSource {
- public:
-  MetricsAttribution(proxy::AttributionSource* inner, metrics::KscribeMetrics& metrics)
-      : inner_(inner), metrics_(metrics) {}
-  std::shared_ptr<const proxy::Attribution> lookup(int accepted_fd) override;
-
- private:
-  proxy::AttributionSource* inner_;
-  metrics::KscribeMetrics& metrics_;
 };
 
 /// The agent label for a connection: its agent name, or "unauthenticated" when it has none.
