@@ -173,6 +173,10 @@ std::shared_ptr<const proxy::Attribution> UnavailableAttribution::lookup(int) {
   return kUnavailable;
 }
 
+void AttributionRuntime::trackPort(std::uint16_t port) {
+  if (loader && port != 0) loader->addPort(port);
+}
+
 AttributionRuntime::AttributionRuntime() = default;
 AttributionRuntime::~AttributionRuntime() {
   source.reset();  // the source refers to the loader
@@ -205,7 +209,7 @@ AttributionRuntime startAttribution(const std::string& mode,
   if (std::string why = bpfPreflight(btf); !why.empty()) return unavailable(why);
   try {
     rt.loader = std::make_unique<BpfLoader>();
-    for (auto port : ports) rt.loader->addPort(port);
+    for (auto port : ports) rt.trackPort(port);  // 0: bound later, see trackPort()
   } catch (const BpfError& e) {
     return unavailable(e.what());
   }
