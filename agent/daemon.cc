@@ -65,6 +65,8 @@ int runDaemon(const Config& config) {
   } catch (const proxy::StartupError& e) {
     throw ConfigError(e.key(), std::string(e.what()).substr(e.key().size() + 2));
   }
+  // The bound port (listen.port may be 0), registered before the first accept.
+  attribution.trackPort(server->port());
 
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
