@@ -58,7 +58,7 @@ def test_kill_9_and_recover(workdir):
                                     os.path.join(workdir, "restart.log"))
         harness.wait_for(lambda: "recovered session" in restarted.output() or
                          not restarted.alive(), 30, "recovery")
-        assert restarted.alive(), restarted.output()
+        assert restarted.alive(), (restarted.proc.returncode, restarted.output())
     finally:
         if restarted:
             restarted.stop()
