@@ -27,6 +27,7 @@ int run(int argc, char** argv) {
   addServe(app, runner);
   addInit(app, runner);
   addAgent(app, runner);
+  addShip(app, runner);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
