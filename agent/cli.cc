@@ -25,6 +25,7 @@ int run(int argc, char** argv) {
   addVersion(app, runner);
   addConfig(app, runner);
   addServe(app, runner);
+  addSessions(app, runner);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

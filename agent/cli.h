@@ -35,5 +35,6 @@ Config effectiveConfig(const std::filesystem::path& home_flag,
 void addVersion(CLI::App& app, Runner& run);
 void addConfig(CLI::App& app, Runner& run);
 void addServe(CLI::App& app, Runner& run);
+void addSessions(CLI::App& app, Runner& run);
 
 }  // namespace kscribe::cli

@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev clang-format libclang-rt-14-dev
   # tests
   python3 python3-pytest python3-jsonschema python3-yaml iproute2 procps
+  chromium  # renders the HTML session report in tests (headless)
   # benchmarks
   nginx wrk
 )
