@@ -151,7 +151,7 @@ table.req th{position:sticky;top:0;background:#f1f2f3;text-align:left;font-size:
 table.req td{padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top;font-size:13px}
 table.req tr.hidden{display:none}
 table.req tr:target td{background:#fff6d6}
-td.tier span{display:inline-block;padding:0 6px;border-radius:4px;color:#fff;font-size:11.5px;font-weight:600}
+td.tier span{display:inline-block;white-space:nowrap;padding:0 6px;border-radius:4px;color:#fff;font-size:11.5px;font-weight:600}
 td.path{overflow-wrap:anywhere}
 td.path summary{cursor:pointer;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -345,7 +345,7 @@ void writeHtmlReport(std::ostream& out, const SessionSummary& s, const std::vect
   // The table; each path opens the exchange's bodies.
   out << "<h2>Requests</h2>\n<table class=\"req\" id=\"requests\"><colgroup>"
       << "<col style=\"width:44px\"><col style=\"width:100px\"><col style=\"width:72px\">"
-      << "<col><col style=\"width:58px\"><col style=\"width:128px\"><col style=\"width:76px\">"
+      << "<col><col style=\"width:58px\"><col style=\"width:120px\"><col style=\"width:76px\">"
       << "<col style=\"width:74px\"><col style=\"width:82px\"><col style=\"width:180px\">"
       << "</colgroup>\n<thead><tr><th>#</th><th>Time</th><th>Method</th><th>Path</th>"
       << "<th>Status</th><th>Tier</th><th>Latency</th><th>Request</th><th>Response</th>"
