@@ -26,6 +26,8 @@ int run(int argc, char** argv) {
   addConfig(app, runner);
   addServe(app, runner);
   addSessions(app, runner);
+  addInit(app, runner);
+  addAgent(app, runner);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

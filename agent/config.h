@@ -53,8 +53,9 @@ struct UpstreamConfig {
   std::uint32_t max_idle_connections = 32;
 };
 
-/// Which workloads may use an agent's credential. Within a kind any value may match; every kind
-/// that is set must match. Globs use fnmatch(3) syntax.
+/// Which workloads may use an agent's credential. Every kind that is set must match; within a kind
+/// any value may match, except pod labels, which all must hold (a label selector). exe, comm and
+/// cgroup are fnmatch(3) globs.
 struct Selectors {
   std::vector<std::uint32_t> uid;
   std::vector<std::uint32_t> gid;

@@ -332,6 +332,11 @@ SCHEMAS["StatusDetails"] = {1: ("name", S, False), 2: ("group", S, False), 3: ("
 SCHEMAS["StatusCause"] = {1: ("reason", S, False), 2: ("message", S, False),
                           3: ("field", S, False)}
 KINDS["Status"] = "Status"
+# gnostic's openapi_v2.Document (github.com/google/gnostic-models/openapiv2), just the header.
+SCHEMAS["OpenAPIv2Document"] = {1: ("swagger", S, False), 2: ("info", "OpenAPIv2Info", False),
+                                8: ("paths", "OpenAPIv2Paths", False)}
+SCHEMAS["OpenAPIv2Info"] = {1: ("title", S, False), 2: ("version", S, False)}
+SCHEMAS["OpenAPIv2Paths"] = {}
 
 
 def _enc_varint(v):

@@ -36,7 +36,8 @@ Where it simplifies (on purpose):
   - fieldValidation=Strict is accepted but unknown fields are not rejected.
   - The OpenAPI v3 documents carry paths and operations but no component schemas, so kubectl's
     client-side apply computes its strategic merge patch from its compiled-in types (the same
-    result for built-in kinds). /openapi/v2 is 404.
+    result for built-in kinds). /openapi/v2 is a valid but empty document (no definitions), so
+    kubectl's client-side validation of a `kind: List` file checks nothing.
   - Responses are protobuf when the client prefers it (kubectl create does) for ConfigMap,
     Secret, Namespace, ServiceAccount and Status, whose schemas k8spb.py covers completely;
     everything else is JSON (or Table/PartialObjectMetadata). A client that accepts only
@@ -96,6 +97,8 @@ VERSION = {
 GZIP_THRESHOLD = 128 * 1024
 # Go's net/http buffers this much before it switches a response to chunked encoding.
 CHUNKING_THRESHOLD = 2048
+OPENAPI_V2_PB = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+OPENAPI_V2_PB_OLD = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 DEFAULT_WATCH_TIMEOUT = 1800  # the real server picks 30-60 min (min-request-timeout)
 BOOKMARK_INTERVAL = 5.0  # the real server sends bookmarks about once a minute
 LOG = sys.stderr
@@ -1484,6 +1487,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, {"paths": {
                 gv_path(g, v): {"serverRelativeURL": "/openapi/v3/%s?hash=%s" % (
                     gv_path(g, v), openapi_hash(g, v))} for g, v in GROUPS}})
+        if path == "/openapi/v2":
+            # kubectl fetches this (protobuf only) to validate a `kind: List` client-side. The
+            # document has no definitions, so that validation checks nothing.
+            doc = {"swagger": "2.0", "info": {"title": "Kubernetes",
+                                              "version": VERSION["gitVersion"]}, "paths": {}}
+            accept = [m for m, _ in parse_accept(self.headers.get("Accept"))]
+            if OPENAPI_V2_PB in accept or OPENAPI_V2_PB_OLD in accept:
+                # answered with the '@'-less name kube-openapi uses (Go's mime parser rejects '@')
+                return self.send_bytes(200, k8spb.encode_message("OpenAPIv2Document", doc),
+                                       OPENAPI_V2_PB)
+            return self.send_json(200, doc)
         if path.startswith("/openapi/v3/"):
             rest = path[len("/openapi/v3/"):]
             for g, v in GROUPS:

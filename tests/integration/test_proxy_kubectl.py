@@ -70,3 +70,17 @@ def test_same_through_kscribe(name, step, envs, workdir):
     d, p = results["direct"], results["proxied"]
     for key in d:
         assert p[key] == d[key], "%s/%s differs through kscribe" % (name, key)
+
+
+def test_token_context_and_bad_credentials(envs, workdir):
+    """The agent's kubeconfig also has a bearer-token context; both authenticate to kscribe.
+    A wrong token is refused by kscribe itself, as the API server would refuse it."""
+    proxied = envs["proxied"]
+    agent = envs["servers"][2].agent
+    direct = envs["direct"].run("get", "pods")
+    tok = proxied.run("--context", agent + "-token", "get", "pods")
+    assert tok.rc == 0, tok
+    assert harness.normalise(tok.stdout, True) == harness.normalise(direct.stdout, True)
+    bad = proxied.run("--context", agent + "-token", "--token", "not-the-token", "get", "pods")
+    assert bad.rc == 1
+    assert "Unauthorized" in bad.stderr, bad

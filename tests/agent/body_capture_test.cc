@@ -1,0 +1,511 @@
+#include "agent/body_capture.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "agent/api_request.h"
+#include "redaction_test_util.h"
+
+namespace kscribe {
+namespace {
+
+using testing::capture;
+using testing::expectNoLeak;
+using testing::readFixture;
+using Json = nlohmann::json;
+
+constexpr const char* kS1 = "FAKE-s3cr3t-VALUE-1";
+constexpr const char* kS2 = "FAKE-s3cr3t-VALUE-2";
+constexpr const char* kS3 = "FAKE-s3cr3t-VALUE-3";
+const std::vector<std::string> kAll{kS1, kS2, kS3};
+
+std::string b64(std::string_view s) { return testing::b64(s); }
+
+// A body exchanged on `target`, with everything else at defaults.
+struct Exchange {
+  ApiRequest request;
+  BodyOptions options;
+  Exchange(std::string_view method, std::string_view target, std::string content_type,
+           bool is_request = false) {
+    request = parseApiRequest(method, target);
+    options.content_type = std::move(content_type);
+    options.request = &request;
+    options.is_request = is_request;
+    options.status = is_request ? 0 : 200;
+  }
+  BodyCapture::Result run(std::string_view body, const std::vector<std::size_t>& chunks = {}) {
+    return capture(body, options, chunks);
+  }
+};
+
+std::string secretJson(const std::string& name, bool kind_last = false) {
+  const std::string data = R"("data":{"password":")" + b64(kS1) + R"(","user":")" + b64("admin") +
+                           R"("},"stringData":{"token":")" + kS2 + R"("})";
+  const std::string meta =
+      R"("metadata":{"name":")" + name +
+      R"(","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"stringData\":{\"token\":\")" +
+      kS3 + R"(\"}}\n"}})";
+  if (kind_last) return R"({"apiVersion":"v1",)" + data + "," + meta + R"(,"kind":"Secret"})";
+  return R"({"kind":"Secret","apiVersion":"v1",)" + meta + "," + data + R"(,"type":"Opaque"})";
+}
+
+void expectSecretShape(const BodyCapture::Result& r) {
+  ASSERT_TRUE(r.body) << r.omitted_reason;
+  const Json j = Json::parse(*r.body);
+  EXPECT_EQ(j["data"]["password"], "[REDACTED]");
+  EXPECT_EQ(j["data"]["user"], "[REDACTED]");
+  EXPECT_EQ(j["stringData"]["token"], "[REDACTED]");
+  EXPECT_EQ(j["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+            "[REDACTED]");
+  EXPECT_EQ(j["metadata"]["name"], "db");
+  EXPECT_TRUE(r.redacted);
+  EXPECT_EQ(r.redactions, 4u);
+}
+
+TEST(Redaction, SingleSecretKeepsShape) {
+  Exchange x("GET", "/api/v1/namespaces/a/secrets/db", "application/json");
+  const auto r = x.run(secretJson("db"));
+  expectNoLeak(r, kAll);
+  expectSecretShape(r);
+  EXPECT_EQ(r.encoding, "text");
+}
+
+TEST(Redaction, FixtureSecretJson) {
+  Exchange x("GET", "/api/v1/namespaces/a/secrets/nameValue", "application/json");
+  const auto r = x.run(readFixture("core.v1.Secret.json"));
+  expectNoLeak(r, {"stringDataValue", "annotationsValue"});
+  ASSERT_TRUE(r.body);
+  const Json j = Json::parse(*r.body);
+  EXPECT_EQ(j["data"]["dataKey"], "[REDACTED]");  // "Ag==" is too short to search for
+  EXPECT_EQ(j["metadata"]["labels"]["labelsKey"], "labelsValue");
+}
+
+TEST(Redaction, SecretOnAnotherPathByKind) {
+  // A client may send a Secret anywhere; the server rejects it, but the body was recorded.
+  Exchange x("POST", "/api/v1/namespaces/a/configmaps", "application/json", true);
+  const auto r = x.run(secretJson("db"));
+  expectNoLeak(r, kAll);
+  expectSecretShape(r);
+}
+
+TEST(Redaction, DataBeforeKindIsRedactedWhenKindArrives) {
+  Exchange x("POST", "/api/v1/namespaces/a/configmaps", "application/json", true);
+  const auto r = x.run(secretJson("db", /*kind_last=*/true));
+  expectNoLeak(r, kAll);
+  expectSecretShape(r);
+}
+
+TEST(Redaction, ConfigMapDataIsKept) {
+  Exchange x("POST", "/api/v1/namespaces/a/configmaps", "application/json", true);
+  const auto r = x.run(
+      R"({"apiVersion":"v1","data":{"k":"plain-config"},"kind":"ConfigMap","metadata":{"name":"c","annotations":{"a":"b"}}})");
+  ASSERT_TRUE(r.body);
+  EXPECT_NE(r.body->find("plain-config"), std::string::npos);
+  EXPECT_NE(r.body->find(R"("a":"b")"), std::string::npos);
+  EXPECT_FALSE(r.redacted);
+  const auto fixture = Exchange("GET", "/api/v1/namespaces/a/configmaps/c", "application/json")
+                           .run(readFixture("core.v1.ConfigMap.json"));
+  ASSERT_TRUE(fixture.body);
+  EXPECT_EQ(Json::parse(*fixture.body), Json::parse(readFixture("core.v1.ConfigMap.json")));
+}
+
+TEST(Redaction, KindlessBodyOnSecretsPathIsASecret) {
+  Exchange x("PATCH", "/api/v1/namespaces/a/secrets/db", "application/merge-patch+json", true);
+  const auto r = x.run(std::string(R"({"data":{"password":")") + b64(kS1) +
+                       R"("},"stringData":{"x":")" + kS2 + R"("}})");
+  expectNoLeak(r, kAll);
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(*r.body, R"({"data":{"password":"[REDACTED]"},"stringData":{"x":"[REDACTED]"}})");
+}
+
+TEST(Redaction, SecretListTypedAndUnstructured) {
+  const std::string typed = R"({"kind":"SecretList","apiVersion":"v1","metadata":{},"items":[)" +
+                            secretJson("db") + "," + secretJson("db") + "]}";
+  for (const char* target :
+       {"/api/v1/namespaces/a/secrets", "/api/v1/secrets", "/api/v1/namespaces/a/configmaps"}) {
+    Exchange x("GET", target, "application/json");
+    const auto r = x.run(typed);
+    expectNoLeak(r, kAll);
+    EXPECT_EQ(r.redactions, 8u) << target;
+  }
+  // Items without kind, the list's kind last (as an unstructured list marshals, keys sorted).
+  std::string kindless = R"({"apiVersion":"v1","items":[{"data":{"a":")" + b64(kS1) +
+                         R"("},"metadata":{"annotations":{"x":")" + kS2 +
+                         R"("}}}],"kind":"SecretList"})";
+  for (const char* target :
+       {"/api/v1/namespaces/a/secrets", "/api/v1/namespaces/a/configmaps", "/apis/x/v1/foos"}) {
+    Exchange x("POST", target, "application/json", true);
+    const auto r = x.run(kindless);
+    expectNoLeak(r, kAll);
+    ASSERT_TRUE(r.body) << target;
+    EXPECT_EQ(Json::parse(*r.body)["items"][0]["data"]["a"], "[REDACTED]");
+  }
+  // A generic List whose items carry their own kinds.
+  Exchange x("POST", "/api/v1/namespaces/a/configmaps", "application/json", true);
+  const auto r = x.run(R"({"kind":"List","items":[{"kind":"ConfigMap","data":{"c":"keep-me"}},)" +
+                       secretJson("db", true) + "]}");
+  expectNoLeak(r, kAll);
+  ASSERT_TRUE(r.body);
+  EXPECT_NE(r.body->find("keep-me"), std::string::npos);
+}
+
+std::string watchStream() {
+  std::string s;
+  s += R"({"type":"ADDED","object":)" + secretJson("db") + "}\n";
+  s += R"({"type":"MODIFIED","object":)" + secretJson("db", true) + "}\n";
+  s +=
+      R"({"type":"BOOKMARK","object":{"kind":"Secret","apiVersion":"v1","metadata":{"resourceVersion":"12"}}})"
+      "\n";
+  s += R"({"type":"DELETED","object":{"kind":"Secret","data":{"k":")" + b64(kS3) +
+       R"("}}})"
+       "\n";
+  return s;
+}
+
+TEST(Redaction, WatchStreamEveryEventEveryChunking) {
+  Exchange x("GET", "/api/v1/namespaces/a/secrets?watch=true", "application/json;stream=watch");
+  const std::string body = watchStream();
+  const auto whole = x.run(body);
+  expectNoLeak(whole, kAll);
+  ASSERT_TRUE(whole.body);
+  // Four events, one per line, as on the wire.
+  EXPECT_EQ(std::count(whole.body->begin(), whole.body->end(), '\n'), 3);
+  for (std::size_t split = 1; split < body.size(); ++split) {
+    const auto r = x.run(body, {split, body.size()});
+    ASSERT_EQ(r.body, whole.body) << "split at " << split;
+  }
+  // The same stream on a path that does not say secrets: the kinds decide.
+  Exchange y("GET", "/apis/example.com/v1/things?watch=1", "application/json;stream=watch");
+  expectNoLeak(y.run(body, {7}), kAll);
+}
+
+TEST(Redaction, RandomChunkingGivesIdenticalOutput) {
+  std::mt19937 rng(42);
+  const std::string list = R"({"apiVersion":"v1","items":[)" + secretJson("db", true) + "," +
+                           readFixture("core.v1.Pod.json") + "," + secretJson("db") +
+                           R"(],"kind":"List"})";
+  Exchange x("GET", "/api/v1/namespaces/a/configmaps", "application/json");
+  const auto whole = x.run(list);
+  expectNoLeak(whole, kAll);
+  ASSERT_TRUE(whole.body);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<std::size_t> chunks;
+    for (int i = 0; i < 16; ++i) chunks.push_back(1 + rng() % 300);
+    ASSERT_EQ(x.run(list, chunks).body, whole.body) << round;
+  }
+}
+
+TEST(Redaction, CreateAndUpdateRequestsAndResponses) {
+  for (const char* method : {"POST", "PUT"}) {
+    const std::string target =
+        std::string("/api/v1/namespaces/a/secrets") + (std::string(method) == "PUT" ? "/db" : "");
+    Exchange req(method, target, "application/json", true);
+    const auto r = req.run(secretJson("db"));
+    expectNoLeak(r, kAll);
+    expectSecretShape(r);
+    Exchange resp(method, target, "application/json");
+    expectNoLeak(resp.run(secretJson("db", true)), kAll);
+  }
+}
+
+TEST(Redaction, JsonPatch) {
+  Exchange x("PATCH", "/api/v1/namespaces/a/secrets/db", "application/json-patch+json", true);
+  const std::string body = R"([{"op":"replace","path":"/data/password","value":")" + b64(kS1) +
+                           R"("},{"op":"add","path":"/stringData","value":{"t":")" + kS2 +
+                           R"("}},{"op":"add","path":"/metadata/annotations/x","value":")" + kS3 +
+                           R"("},{"op":"remove","path":"/data/old"}])";
+  const auto r = x.run(body);
+  expectNoLeak(r, kAll);
+  ASSERT_TRUE(r.body);
+  const Json j = Json::parse(*r.body);
+  EXPECT_EQ(j[0]["path"], "/data/password");
+  EXPECT_EQ(j[1]["value"]["t"], "[REDACTED]");
+}
+
+TEST(Redaction, MergeStrategicAndApplyPatches) {
+  const std::string patch = R"({"metadata":{"annotations":{"note":")" + std::string(kS3) +
+                            R"("}},"data":{"password":")" + b64(kS1) + R"("},"stringData":{"t":")" +
+                            kS2 + R"("}})";
+  for (const char* type : {"application/merge-patch+json", "application/strategic-merge-patch+json",
+                           "application/apply-patch+yaml", "application/apply-patch+json"}) {
+    Exchange x("PATCH", "/api/v1/namespaces/a/secrets/db?fieldManager=kubectl", type, true);
+    const auto r = x.run(patch);
+    expectNoLeak(r, kAll);
+    ASSERT_TRUE(r.body) << type;
+    EXPECT_EQ(r.redactions, 3u) << type;
+    // The response is the whole Secret.
+    Exchange resp("PATCH", "/api/v1/namespaces/a/secrets/db", "application/json");
+    expectNoLeak(resp.run(secretJson("db")), kAll);
+  }
+  // Server-side apply as YAML (no parser): no body.
+  Exchange y("PATCH", "/api/v1/namespaces/a/secrets/db", "application/apply-patch+yaml", true);
+  const auto r =
+      y.run(std::string("apiVersion: v1\nkind: Secret\nstringData:\n  t: ") + kS2 + "\n");
+  EXPECT_FALSE(r.body);
+  EXPECT_NE(r.omitted_reason.find("BODY NOT RECORDED"), std::string::npos);
+  expectNoLeak(r, kAll);
+}
+
+TEST(Redaction, TableAndPartialObjectMetadata) {
+  const std::string pom =
+      R"({"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"db","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"stringData\":{\"t\":\")" +
+      std::string(kS2) + R"(\"}}"}}})";
+  const std::string table =
+      R"({"kind":"Table","apiVersion":"meta.k8s.io/v1","columnDefinitions":[{"name":"Name","type":"string"}],"rows":[{"cells":["db","Opaque",2,"5m"],"object":)" +
+      pom + R"(},{"cells":["db2","Opaque",1,"5m"],"object":)" + secretJson("db") + "}]}";
+  Exchange x("GET", "/api/v1/namespaces/a/secrets?includeObject=Object",
+             "application/json;as=Table;v=v1;g=meta.k8s.io");
+  auto r = x.run(table);
+  expectNoLeak(r, kAll);
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(Json::parse(*r.body)["rows"][0]["cells"][0], "db");
+
+  const std::string list =
+      R"({"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","items":[)" + pom + "]}";
+  Exchange y("GET", "/api/v1/namespaces/a/secrets",
+             "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io");
+  r = y.run(list);
+  expectNoLeak(r, kAll);
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(Json::parse(*r.body)["items"][0]["metadata"]["name"], "db");
+}
+
+TEST(Redaction, DryRunDeleteAndDeleteCollection) {
+  Exchange dry("POST", "/api/v1/namespaces/a/secrets?dryRun=All", "application/json");
+  EXPECT_TRUE(dry.request.dry_run);
+  expectNoLeak(dry.run(secretJson("db")), kAll);
+  Exchange del("DELETE", "/api/v1/namespaces/a/secrets/db", "application/json");
+  expectSecretShape(del.run(secretJson("db")));
+  Exchange coll("DELETE", "/api/v1/namespaces/a/secrets", "application/json");
+  const auto r = coll.run(R"({"kind":"SecretList","apiVersion":"v1","items":[)" +
+                          secretJson("db", true) + "]}");
+  expectNoLeak(r, kAll);
+  EXPECT_EQ(r.redactions, 4u);
+  // A delete sends DeleteOptions; the answer may also be a Status.
+  Exchange opts("DELETE", "/api/v1/namespaces/a/secrets/db", "application/json", true);
+  const auto o =
+      opts.run(R"({"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background"})");
+  ASSERT_TRUE(o.body);
+  EXPECT_NE(o.body->find("Background"), std::string::npos);
+}
+
+TEST(Redaction, TokenRequestAndTokenReview) {
+  Exchange tr("POST", "/api/v1/namespaces/a/serviceaccounts/default/token", "application/json");
+  auto r = tr.run(readFixture("authentication.k8s.io.v1.TokenRequest.json"));
+  expectNoLeak(r, {"tokenValue"});
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(Json::parse(*r.body)["status"]["token"], "[REDACTED]");
+  Exchange rv("POST", "/apis/authentication.k8s.io/v1/tokenreviews", "application/json", true);
+  r = rv.run(readFixture("authentication.k8s.io.v1.TokenReview.json"));
+  expectNoLeak(r, {"tokenValue"});
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(Json::parse(*r.body)["spec"]["token"], "[REDACTED]");
+  // Same tokens in protobuf and YAML: nothing kept.
+  Exchange pb("POST", "/api/v1/namespaces/a/serviceaccounts/default/token",
+              "application/vnd.kubernetes.protobuf");
+  r = pb.run(readFixture("authentication.k8s.io.v1.TokenRequest.pb"));
+  EXPECT_FALSE(r.body);
+  expectNoLeak(r, {"tokenValue"});
+  Exchange yaml("POST", "/apis/authentication.k8s.io/v1/tokenreviews", "application/yaml", true);
+  r = yaml.run(readFixture("authentication.k8s.io.v1.TokenReview.yaml"));
+  EXPECT_FALSE(r.body);
+}
+
+TEST(Redaction, KubeconfigLikeCredentials) {
+  Exchange x("POST", "/apis/example.com/v1/namespaces/a/clusters", "application/json", true);
+  const std::string body =
+      R"({"kind":"Cluster","spec":{"kubeconfig":{"users":[{"name":"u","user":{"token":")" +
+      std::string(kS1) + R"(","client-key-data":")" + b64(kS2) + R"(","password":")" + kS3 +
+      R"("}}]}}})";
+  const auto r = x.run(body);
+  expectNoLeak(r, kAll);
+  ASSERT_TRUE(r.body);
+  EXPECT_NE(r.body->find(R"("name":"u")"), std::string::npos);
+}
+
+TEST(Redaction, ProtobufCborYaml) {
+  // Protobuf Secret (the real encoding): no parser, no body.
+  Exchange pb("GET", "/api/v1/namespaces/a/secrets/nameValue",
+              "application/vnd.kubernetes.protobuf");
+  auto r = pb.run(readFixture("core.v1.Secret.pb"));
+  EXPECT_FALSE(r.body);
+  EXPECT_EQ(r.wire_size, readFixture("core.v1.Secret.pb").size());
+  expectNoLeak(r, {"stringDataValue", "annotationsValue"});
+  // The same bytes on another path: the kind text gives it away.
+  Exchange pb2("POST", "/api/v1/namespaces/a/configmaps", "application/vnd.kubernetes.protobuf",
+               true);
+  EXPECT_FALSE(pb2.run(readFixture("core.v1.Secret.pb")).body);
+  // A Pod in protobuf is stored base64 with its content type.
+  Exchange pod("GET", "/api/v1/namespaces/a/pods/p", "application/vnd.kubernetes.protobuf");
+  r = pod.run(readFixture("core.v1.Pod.pb"));
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(r.encoding, "base64");
+  EXPECT_EQ(*r.body, b64(readFixture("core.v1.Pod.pb")));
+  EXPECT_EQ(r.content_type, "application/vnd.kubernetes.protobuf");
+  // CBOR on the secrets path, and any CBOR a client sends: no body.
+  Exchange cbor("GET", "/api/v1/namespaces/a/secrets", "application/cbor");
+  EXPECT_FALSE(cbor.run("\xa1\x64kind\x66Other").body);
+  Exchange cbor_req("POST", "/api/v1/namespaces/a/configmaps", "application/cbor", true);
+  EXPECT_FALSE(cbor_req.run("\xa1\x64kind\x7f\x63Sec\x63ret\xff").body);
+  // YAML: the real Secret fixture; a YAML-escaped kind; a harmless ConfigMap answer.
+  Exchange yaml("GET", "/api/v1/namespaces/a/configmaps/c", "application/yaml");
+  r = yaml.run(readFixture("core.v1.Secret.yaml"));
+  EXPECT_FALSE(r.body);
+  expectNoLeak(r, {"stringDataValue", "annotationsValue"});
+  EXPECT_FALSE(yaml.run(std::string("kind: \"\\x53ecret\"\nstringData: {t: ") + kS1 + "}\n").body);
+  r = yaml.run("kind: ConfigMap\ndata:\n  k: v\n");
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(r.encoding, "text");
+}
+
+TEST(Redaction, EscapedAndCaseVariantKeys) {
+  Exchange x("POST", "/api/v1/namespaces/a/configmaps", "application/json", true);
+  auto r = x.run(std::string(R"({"data":{"p":")") + kS1 + R"("},"kind":"\u0053ecret"})");
+  expectNoLeak(r, kAll);
+  r = x.run(std::string(R"({"kind":"Secret","StringData":{"p":")") + kS1 + R"("}})");
+  expectNoLeak(r, kAll);
+  r = x.run(std::string(R"({"kind":"Secret","stringData":{"p":"FAKE-s3cr3t-\u0056ALUE-1"}})"));
+  expectNoLeak(r, kAll);
+  // A second kind could turn what was written plain into a Secret: refuse the body.
+  r = x.run(std::string(R"({"kind":"ConfigMap","data":{"p":")") + kS1 + R"("},"kind":"Secret"})");
+  EXPECT_FALSE(r.body);
+  expectNoLeak(r, kAll);
+}
+
+TEST(Redaction, GzipDecompressedRedactedAndCapped) {
+  Exchange x("GET", "/api/v1/namespaces/a/secrets", "application/json");
+  x.options.content_encoding = "gzip";
+  const std::string plain = R"({"kind":"SecretList","items":[)" + secretJson("db") + "]}";
+  const std::string gz = testing::gzip(plain);
+  for (std::size_t split : {std::size_t{1}, std::size_t{3}, gz.size()}) {
+    const auto r = x.run(gz, {split});
+    expectNoLeak(r, kAll);
+    ASSERT_TRUE(r.body);
+    EXPECT_EQ(r.wire_size, gz.size());
+    EXPECT_EQ(Json::parse(*r.body)["items"][0]["metadata"]["name"], "db");
+  }
+  // A bomb: 50 MB of zeros inflating past a 1 MB cap.
+  x.options.max_decompressed_size = 1'000'000;
+  const auto bomb = x.run(testing::gzip(std::string(50'000'000, ' ')));
+  EXPECT_FALSE(bomb.body);
+  EXPECT_NE(bomb.omitted_reason.find("decompressed size"), std::string::npos);
+  // Corrupt and cut-short compressed bodies.
+  std::string corrupt = gz;
+  corrupt[corrupt.size() / 2] ^= 0x55;
+  corrupt[corrupt.size() / 2 + 1] ^= 0x55;
+  EXPECT_FALSE(x.run(corrupt).body);
+  EXPECT_FALSE(x.run(gz.substr(0, gz.size() / 2)).body);
+}
+
+TEST(Truncation, LongBodyCutWithMarkerAndFullWireSize) {
+  Exchange x("GET", "/api/v1/namespaces/a/pods", "application/json");
+  x.options.max_body_size = 1000;
+  x.options.max_body_text = "1KB";
+  std::string list = R"({"kind":"PodList","items":[)";
+  for (int i = 0; i < 20; ++i) list += (i ? "," : "") + readFixture("core.v1.Pod.json");
+  list += "]}";
+  const auto r = x.run(list, {4096});
+  ASSERT_TRUE(r.body);
+  EXPECT_TRUE(r.truncated);
+  EXPECT_EQ(r.wire_size, list.size());
+  EXPECT_TRUE(r.body->ends_with("[TRUNCATED at 1KB]"));
+  EXPECT_EQ(r.body->size(), 1000 + std::string("[TRUNCATED at 1KB]").size());
+  // Plain text too.
+  Exchange t("GET", "/api/v1/namespaces/a/pods/p/log", "text/plain");
+  t.options.max_body_size = 10;
+  t.options.max_body_text = "10B";
+  const auto log = t.run("0123456789abcdef");
+  EXPECT_EQ(log.body, "0123456789[TRUNCATED at 10B]");
+}
+
+TEST(Truncation, CutSecretListStaysRedacted) {
+  std::string list = R"({"kind":"SecretList","items":[)";
+  for (int i = 0; i < 50; ++i) list += (i ? "," : "") + secretJson("db", i % 2);
+  list += "]}";
+  for (const char* target : {"/api/v1/namespaces/a/secrets", "/api/v1/namespaces/a/configmaps"}) {
+    Exchange x("GET", target, "application/json");
+    for (std::size_t cap : {50, 200, 333, 1000, 5000}) {
+      x.options.max_body_size = cap;
+      const auto r = x.run(list, {17});
+      expectNoLeak(r, kAll);
+      ASSERT_TRUE(r.body);
+      EXPECT_TRUE(r.truncated);
+    }
+  }
+}
+
+TEST(Truncation, LateKindAfterTheCutStillRedacts) {
+  // The data is inside the kept prefix, the kind that makes it a Secret far beyond the cut.
+  Exchange x("POST", "/api/v1/namespaces/a/configmaps", "application/json", true);
+  x.options.max_body_size = 100;
+  const std::string body = std::string(R"({"data":{"p":")") + kS1 + R"("},"pad":")" +
+                           std::string(5000, 'x') + R"(","kind":"Secret"})";
+  const auto r = x.run(body, {13});
+  expectNoLeak(r, kAll);
+  ASSERT_TRUE(r.body);
+  EXPECT_NE(r.body->find("[REDACTED]"), std::string::npos);
+  EXPECT_TRUE(r.truncated);
+}
+
+TEST(Redaction, UnparseableOrIncompleteMaySecretIsNotStored) {
+  Exchange x("GET", "/api/v1/namespaces/a/secrets/db", "application/json");
+  const std::string body = secretJson("db");
+  auto r = x.run(body.substr(0, body.size() / 2));  // the wire was cut
+  EXPECT_FALSE(r.body);
+  EXPECT_TRUE(r.incomplete);
+  expectNoLeak(r, kAll);
+  r = x.run("{\"data\": nope}");
+  EXPECT_FALSE(r.body);
+  // Data before a kind that never came because the stream broke: unresolved means redacted.
+  Exchange y("POST", "/api/v1/namespaces/a/configmaps", "application/json", true);
+  r = y.run(std::string(R"({"data":{"p":")") + kS1 + R"("},"ki)");
+  EXPECT_FALSE(r.body);
+  expectNoLeak(r, kAll);
+  // A harmless broken response is kept, marked incomplete.
+  Exchange z("GET", "/api/v1/namespaces/a/pods", "application/json");
+  r = z.run(R"({"kind":"PodList","items":[{"metadata":{"name":"p")");
+  ASSERT_TRUE(r.body);
+  EXPECT_TRUE(r.incomplete);
+}
+
+TEST(Redaction, NonSecretBodiesAreKeptIntact) {
+  Exchange x("GET", "/api/v1/namespaces/a/pods/p", "application/json");
+  const std::string pod = readFixture("core.v1.Pod.json");
+  const auto r = x.run(pod, {100});
+  ASSERT_TRUE(r.body);
+  EXPECT_FALSE(r.redacted);
+  EXPECT_FALSE(r.truncated);
+  EXPECT_EQ(Json::parse(*r.body), Json::parse(pod));
+  EXPECT_EQ(r.wire_size, pod.size());
+}
+
+TEST(Redaction, RedactOffStoresAsIs) {
+  Exchange x("GET", "/api/v1/namespaces/a/secrets/db", "application/json");
+  x.options.redact_secrets = false;
+  const auto r = x.run(secretJson("db"));
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(*r.body, secretJson("db"));
+}
+
+TEST(Redaction, RolloutRestartPatchDetected) {
+  Exchange x("PATCH", "/apis/apps/v1/namespaces/a/deployments/web",
+             "application/strategic-merge-patch+json", true);
+  const auto r = x.run(
+      R"({"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"2026-02-10T14:30:22Z"}}}}})",
+      {5});
+  EXPECT_TRUE(r.rollout_restart_patch);
+  EXPECT_FALSE(x.run(R"({"spec":{"replicas":2}})").rollout_restart_patch);
+}
+
+TEST(Redaction, EmptyBody) {
+  Exchange x("GET", "/api/v1/namespaces/a/secrets/db", "application/json");
+  const auto r = x.run("");
+  EXPECT_FALSE(r.body);
+  EXPECT_EQ(r.wire_size, 0u);
+  EXPECT_TRUE(r.omitted_reason.empty());
+}
+
+}  // namespace
+}  // namespace kscribe
