@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <string_view>
 
-#include "attribution.h"  // bpf/attribution.h, via kscribe_bpf's include path
+#include "bpf/attribution.h"
 
 namespace kscribe::bpf {
 

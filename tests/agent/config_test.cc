@@ -139,6 +139,7 @@ identity:
 struct ErrorCase {
   const char* yaml;
   const char* message;
+  friend void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.yaml; }
 };
 
 class ConfigErrors : public ::testing::TestWithParam<ErrorCase> {};

@@ -18,9 +18,11 @@ def workdir():
 @pytest.fixture(scope="module")
 def apiserver(workdir):
     """A fresh test API server (seeded: namespaces, pods web-0 and worker) for this module."""
-    srv = harness.ApiServer(os.path.join(workdir, "apiserver")).start()
-    yield srv
-    srv.stop()
+    srv = harness.ApiServer(os.path.join(workdir, "apiserver"))
+    try:
+        yield srv.start()
+    finally:
+        srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -264,3 +264,56 @@ def test_protobuf_secret_bytes():
 def test_protobuf_decoder_rejects_garbage(bad):
     with pytest.raises(k8spb.DecodeError):
         k8spb.decode(bad)
+
+
+def _post_cm(srv, name, labels=None):
+    body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": name, "labels": labels or {}},
+                       "data": {"k": name}}).encode()
+    code, _, resp = raw_request(srv, "POST", "/api/v1/namespaces/default/configmaps",
+                                {"Content-Type": "application/json"}, body)
+    assert code == 201, resp
+    return json.loads(resp)
+
+
+def test_watch_from_resource_version(apiserver):
+    """A watch from a resourceVersion replays only later changes, not the existing objects."""
+    first = _post_cm(apiserver, "rv-a", {"w": "rv"})
+    rv = first["metadata"]["resourceVersion"]
+    _post_cm(apiserver, "rv-b", {"w": "rv"})
+    code, _, body = raw_request(apiserver, "DELETE",
+                                "/api/v1/namespaces/default/configmaps/rv-a")
+    assert code == 200 and json.loads(body)["status"] == "Success"
+    code, h, body = raw_request(apiserver, "GET", "/api/v1/namespaces/default/configmaps?watch=1"
+                                "&labelSelector=w%3Drv&timeoutSeconds=1&resourceVersion=" + rv)
+    assert code == 200 and h["transfer-encoding"] == "chunked"
+    events = [(e["type"], e["object"]["metadata"]["name"])
+              for e in map(json.loads, body.decode().splitlines())]
+    assert events == [("ADDED", "rv-b"), ("DELETED", "rv-a")]
+    code, _, body = raw_request(apiserver, "GET", "/api/v1/namespaces/default/configmaps?watch=1"
+                                "&labelSelector=w%3Drv&timeoutSeconds=1")
+    assert [json.loads(l)["type"] for l in body.decode().splitlines()] == ["ADDED"]
+
+
+def test_delete_collection_and_selectors(apiserver):
+    for i in range(3):
+        _post_cm(apiserver, "dc-%d" % i, {"group": "dc", "n": str(i)})
+    code, _, body = raw_request(apiserver, "GET", "/api/v1/namespaces/default/configmaps"
+                                "?labelSelector=group%3Ddc,n%20in%20(0,2)")
+    assert [i["metadata"]["name"] for i in json.loads(body)["items"]] == ["dc-0", "dc-2"]
+    code, _, body = raw_request(apiserver, "GET", "/api/v1/namespaces/default/configmaps"
+                                "?labelSelector=group%3Ddc&limit=2")
+    page = json.loads(body)
+    assert len(page["items"]) == 2 and page["metadata"]["remainingItemCount"] == 1
+    code, _, body = raw_request(apiserver, "GET", "/api/v1/namespaces/default/configmaps"
+                                "?labelSelector=group%3Ddc&limit=2&continue="
+                                + page["metadata"]["continue"])
+    assert [i["metadata"]["name"] for i in json.loads(body)["items"]] == ["dc-2"]
+    code, _, body = raw_request(apiserver, "DELETE", "/api/v1/namespaces/default/configmaps"
+                                "?labelSelector=group%3Ddc")
+    assert code == 200
+    gone = json.loads(body)
+    assert gone["kind"] == "ConfigMapList" and len(gone["items"]) == 3
+    code, _, body = raw_request(apiserver, "GET", "/api/v1/namespaces/default/configmaps"
+                                "?fieldSelector=metadata.name%3Ddc-1")
+    assert json.loads(body)["items"] == []

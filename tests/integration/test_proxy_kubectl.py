@@ -9,6 +9,7 @@ names, data, exit codes and error messages are compared as they are.
 """
 
 import os
+import sys
 
 import pytest
 
@@ -38,22 +39,26 @@ pytestmark = pytest.mark.skipif(MISSING is not None, reason="needs kscribe init,
 
 @pytest.fixture(scope="module")
 def envs(workdir):
-    direct = harness.ApiServer(os.path.join(workdir, "apiserver-direct")).start()
-    upstream = harness.ApiServer(os.path.join(workdir, "apiserver-proxied")).start()
-    proxy = None
+    direct = harness.ApiServer(os.path.join(workdir, "apiserver-direct"))
+    upstream = harness.ApiServer(os.path.join(workdir, "apiserver-proxied"))
+    proxy = harness.Kscribe(os.path.join(workdir, "kscribe"), upstream)
     try:
-        proxy = harness.Kscribe(os.path.join(workdir, "kscribe"), upstream).start()
+        direct.start()
+        upstream.start()
+        proxy.start()
         yield {
             "direct": harness.Kubectl(direct.kubeconfig, os.path.join(workdir, "kc-direct")),
             "proxied": harness.Kubectl(proxy.kubeconfig, os.path.join(workdir, "kc-proxied")),
             "servers": (direct, upstream, proxy),
         }
     finally:
-        rc = proxy.stop() if proxy else None
+        rc = proxy.stop()
         upstream.stop()
         direct.stop()
-        if proxy is not None and rc not in (0, None, -15):
+        if rc not in (0, None):
+            sys.stderr.write("kscribe serve exited with %s on SIGTERM\n" % rc)
             harness.dump_logs(proxy)
+        assert rc in (0, None), "kscribe serve did not exit cleanly on SIGTERM: %s" % rc
 
 
 @pytest.mark.parametrize("name,step", kubectl_suite.STEPS, ids=[s[0] for s in kubectl_suite.STEPS])
