@@ -149,12 +149,22 @@ std::shared_ptr<const proxy::Attribution> BpfAttribution::lookup(int accepted_fd
   auto owner = loader_.lookup(accepted_fd);
   if (!owner) {
     metrics::get().attribution_miss.inc();
+    log::debug("attribution: fd " + std::to_string(accepted_fd) + " unattributed");
     auto a = std::make_shared<proxy::Attribution>();
     a->status = proxy::Attribution::Status::kUnattributed;  // never guessed
     return a;
   }
   metrics::get().attribution_hit.inc();
-  return std::make_shared<proxy::Attribution>(enrich(*owner, proc_root_, cgroups_));
+  auto a = std::make_shared<proxy::Attribution>(enrich(*owner, proc_root_, cgroups_));
+  if (log::enabled(log::Level::kDebug)) {
+    // No cmdline here: even redacted, arguments are more than a log line needs.
+    log::debug("attribution: fd " + std::to_string(accepted_fd) +
+               " tgid=" + std::to_string(a->tgid) + " tid=" + std::to_string(a->tid) +
+               " uid=" + std::to_string(a->uid) + " ppid=" + std::to_string(a->ppid) +
+               " comm=" + a->comm + " exe=" + a->exe + " cgroup=" + a->cgroup_path +
+               (a->process_exited ? " process_exited" : ""));
+  }
+  return a;
 }
 
 std::shared_ptr<const proxy::Attribution> UnavailableAttribution::lookup(int) {

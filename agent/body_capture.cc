@@ -349,6 +349,17 @@ class JsonRedactor {
     emit(s);
     if (scope_ == Scope::kPending) emitSide(s);
   }
+  // The hot path for one structural character.
+  void emitChar(char c) {
+    if (!cut_) {
+      if (out_.size() < cap_) {
+        out_.push_back(c);
+      } else {
+        cut_ = true;
+      }
+    }
+    if (scope_ == Scope::kPending) emitSide(std::string_view(&c, 1));
+  }
   void emitSide(std::string_view s) {
     if (pending_index_ == kNoPending) return;
     Pending& p = pending_[pending_index_];
@@ -372,7 +383,7 @@ class JsonRedactor {
     } else {
       Frame& parent = frames_.back();
       if (!parent.is_object) {
-        if (!parent.first) emitBoth(",");
+        if (!parent.first) emitChar(',');
         parent.first = false;
       }
       if (scope_ == Scope::kNone && parent.is_object && parent.key != Key::kOther) openScope();
@@ -538,7 +549,7 @@ class JsonRedactor {
     Frame& f = frames_.emplace_back();
     f.is_object = is_object;
     f.role = role;
-    emitBoth(is_object ? "{" : "[");
+    emitChar(is_object ? '{' : '[');
     return true;
   }
 
@@ -550,16 +561,27 @@ class JsonRedactor {
     Frame& f = r.frames_.back();
     const std::string_view k(reinterpret_cast<const char*>(s), len);
     f.key = r.scope_ == Scope::kNone ? classifyKey(k) : Key::kOther;
-    if (!f.first) r.emitBoth(",");
+    const bool comma = !f.first;
     f.first = false;
-    if (r.scope_ == Scope::kPending) {
+    if (r.scope_ != Scope::kPending) {
+      // Hot path: separator, key and colon in one go.
+      if (r.cut_) return 1;
+      if (comma) r.out_.push_back(',');
+      appendJsonString(r.out_, k, r.cap_);
+      r.out_.push_back(':');
+      if (r.out_.size() > r.cap_) {
+        r.out_.resize(r.cap_);
+        r.cut_ = true;
+      }
+      return 1;
+    }
+    if (comma) r.emitBoth(",");
+    {
       // Keys stay in a Secret: the same escaped text goes to both renderings.
       std::string escaped;
       appendJsonString(escaped, k, SIZE_MAX);
       r.emit(escaped);
       r.emitSide(escaped);
-    } else {
-      r.emitString(k);
     }
     r.emitBoth(":");
     return 1;
@@ -567,7 +589,7 @@ class JsonRedactor {
 
   static int onEndMap(void* ctx) {
     auto& r = self(ctx);
-    r.emitBoth("}");
+    r.emitChar('}');
     const std::size_t d = r.frames_.size() - 1;
     if (r.frames_[d].kind == Kind::kUnknown) r.closeKindless(d);
     r.frames_.pop_back();
@@ -576,7 +598,7 @@ class JsonRedactor {
   }
   static int onEndArray(void* ctx) {
     auto& r = self(ctx);
-    r.emitBoth("]");
+    r.emitChar(']');
     r.frames_.pop_back();
     r.endValue();
     return 1;
@@ -768,7 +790,7 @@ class BodyCapture::Impl {
  private:
   bool mightHoldSecret() const {
     if (!options_.redact_secrets) return false;
-    if (path_credential_ || scanner_.found()) return true;
+    if (path_credential_ || scanner_.found() || token_scanner_.found()) return true;
     return json_ && json_->sawSecret();
   }
 
@@ -802,10 +824,10 @@ class BodyCapture::Impl {
       decided_ = true;
       const char c = data[pos];
       const bool looks_json = c == '{' || c == '[';
-      const bool json =
-          options_.redact_secrets &&
-          (media_ == MediaClass::kJson ||
-           (looks_json && (media_ == MediaClass::kYaml || media_ == MediaClass::kUnknown)));
+      // A body that looks like JSON is redacted as JSON whatever its declared type (text/*
+      // aside, kept as text): a mislabelled body must not slip past the redactor.
+      const bool json = options_.redact_secrets && (media_ == MediaClass::kJson ||
+                                                    (looks_json && media_ != MediaClass::kText));
       if (json) {
         json_ = std::make_unique<JsonRedactor>(options_.max_body_size, path_secret_);
         if (!raw_.empty()) json_->feed(raw_.data(), raw_.size());
@@ -817,10 +839,11 @@ class BodyCapture::Impl {
       return;
     }
     scanner_.feed(data);
-    if (media_ == MediaClass::kYaml && !yaml_escape_ &&
-        (data.find('\\') != std::string_view::npos || data.find("!!") != std::string_view::npos)) {
+    token_scanner_.feed(data);
+    if (media_ == MediaClass::kYaml) {
       // YAML escapes ("\x53ecret") and tags (!!binary) can spell a kind without the word.
-      yaml_escape_ = true;
+      if (data.find('\\') != std::string_view::npos) yaml_escape_ = true;
+      tag_scanner_.feed(data);
     }
     // Keep one byte past the cap so finish() knows it must cut.
     const std::size_t keep = options_.max_body_size + 1;
@@ -857,12 +880,14 @@ class BodyCapture::Impl {
   Result finishOpaque(Result& r) {
     const bool yaml = media_ == MediaClass::kYaml;
     const bool binary = media_ == MediaClass::kBinary || media_ == MediaClass::kCbor;
-    // Without a parser, the word "Secret" is the tell: protobuf and CBOR carry the kind as raw
-    // text, YAML too unless escaped or tagged. CBOR may split a string into chunks ("Sec"
-    // "ret"), so CBOR the client sent is never kept. text/* is never decoded into an object.
-    const bool unsafe = path_credential_ || (media_ != MediaClass::kText && scanner_.found()) ||
-                        (yaml && yaml_escape_) ||
-                        (options_.is_request && media_ == MediaClass::kCbor);
+    // Without a parser, the words "Secret" and "Token" are the tell: protobuf and CBOR carry the
+    // kind as raw text, YAML too unless escaped or tagged. CBOR may split a string into chunks
+    // ("Sec" "ret"), so CBOR the client sent is never kept. text/* is never decoded into an object.
+    const bool unsafe =
+        path_credential_ ||
+        (media_ != MediaClass::kText && (scanner_.found() || token_scanner_.found())) ||
+        (yaml && (yaml_escape_ || tag_scanner_.found())) ||
+        (options_.is_request && media_ == MediaClass::kCbor);
     if (options_.redact_secrets && unsafe) {
       r.omitted_reason =
           "[BODY NOT RECORDED: " +
@@ -912,6 +937,8 @@ class BodyCapture::Impl {
   std::string raw_;
   std::string restart_probe_;
   WordScanner scanner_{"Secret"};
+  WordScanner token_scanner_{"Token"};  // TokenRequest, TokenReview kinds
+  WordScanner tag_scanner_{"!!"};       // YAML tags
 };
 
 BodyCapture::BodyCapture(BodyOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}

@@ -360,6 +360,22 @@ TEST(Redaction, ProtobufCborYaml) {
   EXPECT_EQ(r.encoding, "text");
 }
 
+TEST(Redaction, MislabelledBodiesStillRedacted) {
+  // Found by the fuzzer: JSON declared as protobuf on a harmless path was kept as base64.
+  Exchange x("GET", "/api/v1/namespaces/a/pods/p", "application/vnd.kubernetes.protobuf");
+  const auto r =
+      x.run(std::string(R"({"kind":"TokenRequest","status":{"token":")") + kS1 + R"("}})");
+  expectNoLeak(r, kAll);
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(r.encoding, "text");
+  // A YAML tag split across chunks is still seen.
+  Exchange y("GET", "/api/v1/namespaces/a/configmaps/c", "application/yaml");
+  const std::string yaml = "kind: !!binary U2VjcmV0\ndata: {}\n";
+  for (std::size_t split = 1; split < yaml.size(); ++split) {
+    EXPECT_FALSE(y.run(yaml, {split, yaml.size()}).body) << split;
+  }
+}
+
 TEST(Redaction, EscapedAndCaseVariantKeys) {
   Exchange x("POST", "/api/v1/namespaces/a/configmaps", "application/json", true);
   auto r = x.run(std::string(R"({"data":{"p":")") + kS1 + R"("},"kind":"\u0053ecret"})");

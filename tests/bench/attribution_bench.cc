@@ -61,14 +61,19 @@ int listenLoopback(std::uint16_t* port) {
 
 // One round: `n` sequential connections; returns connections per second.
 double round(int lfd, std::uint16_t port, int n, SSL_CTX* server_ctx, SSL_CTX* client_ctx,
-             kscribe::proxy::AttributionSource* source, std::uint64_t* attributed) {
+             kscribe::proxy::AttributionSource* source, std::uint64_t* attributed,
+             std::uint64_t* lookup_ns) {
   std::atomic<std::uint64_t> hits{0};
+  std::atomic<std::uint64_t> spent{0};
   std::thread server([&] {
     for (int i = 0; i < n; ++i) {
       int afd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
       if (afd < 0) die("accept");
       if (source != nullptr) {
+        auto t = Clock::now();
         auto a = source->lookup(afd);
+        spent += static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count());
         if (a->status == kscribe::proxy::Attribution::Status::kAttributed) ++hits;
       }
       if (server_ctx != nullptr) {
@@ -109,6 +114,7 @@ double round(int lfd, std::uint16_t port, int n, SSL_CTX* server_ctx, SSL_CTX* c
   server.join();
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   *attributed += hits;
+  *lookup_ns += spent;
   return n / secs;
 }
 
@@ -164,16 +170,18 @@ int main(int argc, char** argv) {
   // socket looked up and enriched as the proxy does.
   std::vector<double> off, unrelated, on;
   std::uint64_t on_connections = 0, attributed = 0, ignored = 0;
-  std::uint64_t run_ns = 0, run_cnt = 0;
-  round(lfd, port, std::min(200, args.connections), sctx, cctx, nullptr, &ignored);  // warm-up
+  std::uint64_t run_ns = 0, run_cnt = 0, lookup_ns = 0;
+  round(lfd, port, std::min(200, args.connections), sctx, cctx, nullptr, &ignored,
+        &ignored);  // warm-up
   for (int r = 0; r < args.rounds; ++r) {
-    off.push_back(round(lfd, port, args.connections, sctx, cctx, nullptr, &ignored));
+    off.push_back(round(lfd, port, args.connections, sctx, cctx, nullptr, &ignored, &ignored));
     kscribe::BpfLoader loader;  // load and attach outside the timed rounds
     kscribe::BpfAttribution source(loader, "/proc", loader.cgroup());
-    unrelated.push_back(round(lfd, port, args.connections, sctx, cctx, nullptr, &ignored));
+    unrelated.push_back(
+        round(lfd, port, args.connections, sctx, cctx, nullptr, &ignored, &ignored));
     loader.addPort(port);
     auto before = loader.runStats();
-    on.push_back(round(lfd, port, args.connections, sctx, cctx, &source, &attributed));
+    on.push_back(round(lfd, port, args.connections, sctx, cctx, &source, &attributed, &lookup_ns));
     auto after = loader.runStats();
     run_ns += after.run_time_ns - before.run_time_ns;
     run_cnt += after.run_cnt - before.run_cnt;
@@ -195,6 +203,8 @@ int main(int argc, char** argv) {
               static_cast<double>(run_ns) / static_cast<double>(on_connections),
               static_cast<double>(run_cnt) / static_cast<double>(on_connections),
               run_cnt ? static_cast<double>(run_ns) / static_cast<double>(run_cnt) : 0.0);
+  std::printf("lookup_us_per_connection=%.1f (sk-storage lookup + /proc and cgroup enrichment)\n",
+              static_cast<double>(lookup_ns) / 1000.0 / static_cast<double>(on_connections));
   ::close(stats_fd);
   ::close(lfd);
   if (attributed != on_connections) {
