@@ -3,16 +3,29 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "agent/attribution.h"
 #include "agent/bpf_loader.h"
 #include "agent/metrics.h"
+#include "agent/upstream.h"
 #include "proxy/log.h"
+#include "proxy/server.h"
 
 namespace kscribe {
 
 int runDaemon(const Config& config) {
   log::setLevel(log::parseLevel(config.log.level));
+
+  // Start-up config checks first: an unusable setting is a ConfigError naming its key (exit 2).
+  proxy::ServerOptions options = serverOptions(config);
+  for (const auto& [key, path] :
+       {std::pair{"tls.cert", config.tls.cert}, std::pair{"tls.key", config.tls.key},
+        std::pair{"tls.ca_cert", config.tls.ca_cert}}) {
+    if (!std::ifstream(path)) throw ConfigError(key, "cannot read " + path.string());
+  }
+
   std::filesystem::create_directories(config.sessions.api.storage);
   std::filesystem::create_directories(config.audit.path.parent_path());
 
@@ -26,18 +39,33 @@ int runDaemon(const Config& config) {
       return std::vector<std::uint64_t>(c.begin(), c.end());
     });
   }
-  // TODO(lead): hand attribution.source.get() to the proxy's ServerOptions (AttributionSource*)
-  // once proxy/ lands on main.
+
+  // The recorder plugs its Tap in here (null: nothing is tapped).
+  options.tap = nullptr;
+  options.attribution = attribution.source.get();
+  std::unique_ptr<proxy::Server> server;
+  try {
+    server = std::make_unique<proxy::Server>(std::move(options));
+  } catch (const proxy::StartupError& e) {
+    throw ConfigError(e.key(), std::string(e.what()).substr(e.key().size() + 2));
+  }
 
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
-  signals.async_wait([&io](const boost::system::error_code&, int signo) {
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") +
-              ", shutting down");
-    io.stop();
+              ", draining (grace " + std::to_string(config.limits.shutdown_grace.count()) + "ms)");
+    server->stop();
   });
-  log::info("kscribe serving; home " + config.home.string());
-  io.run();
+  server->start();
+  log::info("kscribe serving on " + config.listen.address + ":" + std::to_string(server->port()) +
+            "; home " + config.home.string());
+  std::thread signal_thread([&io] { io.run(); });
+  server->wait();
+  io.stop();
+  signal_thread.join();
+  server.reset();
   if (attribution.loader) {
     metrics::exportBpfCounters(metrics::get(), {});  // before the loader goes
     auto c = attribution.loader->counters();
@@ -46,6 +74,7 @@ int runDaemon(const Config& config) {
       line += std::string(" ") + bpf::counterName(i) + "=" + std::to_string(c[i]);
     log::info(line);
   }
+  log::info("kscribe stopped");
   return 0;
 }
 

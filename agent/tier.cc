@@ -163,6 +163,16 @@ Tier classify(std::string_view method, const ApiRequest& request, bool upgrade,
   return Tier::kModify;
 }
 
+Tier classifyWithBody(std::string_view method, const ApiRequest& request, bool upgrade,
+                      bool rollout_restart_patch) {
+  const Tier tier = classify(method, request, upgrade);
+  if (tier == Tier::kModify && rollout_restart_patch && method == "PATCH" &&
+      isRestartable(request)) {
+    return Tier::kOperate;
+  }
+  return tier;
+}
+
 const char* tierName(Tier tier) {
   switch (tier) {
     case Tier::kObserve:

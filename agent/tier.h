@@ -22,6 +22,11 @@ enum class Tier : std::uint8_t {
 Tier classify(std::string_view method, const ApiRequest& request, bool upgrade,
               std::string_view content_type_or_patch_body_hint = {});
 
+/// classify() once the request body has been seen: pass BodyCapture::Result::rollout_restart_patch
+/// of the request body, so a `kubectl rollout restart` PATCH becomes OPERATE.
+Tier classifyWithBody(std::string_view method, const ApiRequest& request, bool upgrade,
+                      bool rollout_restart_patch);
+
 /// "OBSERVE", "OPERATE", "MODIFY", "SENSITIVE", "BREAK-GLASS".
 const char* tierName(Tier tier);
 

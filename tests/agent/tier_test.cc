@@ -110,6 +110,17 @@ TEST(Tier, TableCoversEveryRow) {
   }
 }
 
+TEST(Tier, ClassifyWithBody) {
+  const ApiRequest deploy = parseApiRequest("PATCH", "/apis/apps/v1/namespaces/a/deployments/w");
+  EXPECT_EQ(classifyWithBody("PATCH", deploy, false, true), Tier::kOperate);
+  EXPECT_EQ(classifyWithBody("PATCH", deploy, false, false), Tier::kModify);
+  const ApiRequest cm = parseApiRequest("PATCH", "/api/v1/namespaces/a/configmaps/c");
+  EXPECT_EQ(classifyWithBody("PATCH", cm, false, true), Tier::kModify);
+  const ApiRequest rb =
+      parseApiRequest("PATCH", "/apis/rbac.authorization.k8s.io/v1/namespaces/a/roles/r");
+  EXPECT_EQ(classifyWithBody("PATCH", rb, false, true), Tier::kBreakGlass);
+}
+
 TEST(Tier, Names) {
   EXPECT_STREQ(tierName(Tier::kObserve), "OBSERVE");
   EXPECT_STREQ(tierName(Tier::kOperate), "OPERATE");

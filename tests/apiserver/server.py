@@ -2321,6 +2321,9 @@ class Server(http.server.ThreadingHTTPServer):
         # The TLS handshake runs here, in the connection's thread, so a slow client cannot
         # stall accept().
         request.settimeout(30)
+        # Go's net/http sets TCP_NODELAY; without it the header and body writes of a response
+        # meet the client's delayed ACK and every keep-alive request waits ~40 ms (Nagle).
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             tls = self.ssl_ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as e:

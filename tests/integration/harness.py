@@ -307,9 +307,11 @@ class Kscribe:
     def log(self):
         return self.process.output() if self.process else ""
 
-    def stop(self):
+    def stop(self, timeout=30):
+        """SIGTERM; waits past kscribe's shutdown grace (limits.shutdown_grace, 10s) before
+        SIGKILL."""
         if self.process:
-            return self.process.stop()
+            return self.process.stop(timeout)
 
 
 def tmpdir(prefix="kscribe-it-"):

@@ -160,20 +160,20 @@ def large_list(k, ctx):
     """A list over 128 KiB: the server gzips it (kubectl accepts gzip) and sends it chunked."""
     items = [{"apiVersion": "v1", "kind": "ConfigMap",
               "metadata": {"name": "bulk-%02d" % i, "labels": {"bulk": "yes"}},
-              "data": {"payload": ("%02d" % i) * 3000}} for i in range(60)]
+              "data": {"payload": ("%02d" % i) * 3000}} for i in range(40)]
     path = os.path.join(ctx, "bulk.json")
     with open(path, "w") as f:
         json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f)
     c = k.run("create", "-f", path)
-    assert c.rc == 0 and len(c.stdout.splitlines()) == 60, c
+    assert c.rc == 0 and len(c.stdout.splitlines()) == 40, c
     g = k.run("get", "configmaps", "-l", "bulk=yes", "-o", "json")
     assert g.rc == 0, g
     got = json.loads(g.stdout)["items"]
     assert [i["data"]["payload"] for i in got] == [i["data"]["payload"] for i in items]
     t = k.run("get", "configmaps", "-l", "bulk=yes")
-    assert len(t.stdout.splitlines()) == 61, t
+    assert len(t.stdout.splitlines()) == 41, t
     d = k.run("delete", "configmaps", "-l", "bulk=yes")
-    assert d.rc == 0 and len(d.stdout.splitlines()) == 60, d
+    assert d.rc == 0 and len(d.stdout.splitlines()) == 40, d
     return {"create": out(c), "get": out(g), "table": out(t, True), "delete": out(d)}
 
 
