@@ -28,6 +28,7 @@ int run(int argc, char** argv) {
   addSessions(app, runner);
   addInit(app, runner);
   addAgent(app, runner);
+  addShip(app, runner);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

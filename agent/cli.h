@@ -38,6 +38,7 @@ void addServe(CLI::App& app, Runner& run);
 void addSessions(CLI::App& app, Runner& run);
 void addInit(CLI::App& app, Runner& run);
 void addAgent(CLI::App& app, Runner& run);
+void addShip(CLI::App& app, Runner& run);
 
 /// The comment block `kscribe init` and `kscribe agent add` put at the top of config.yaml.
 std::string configFileHeader();

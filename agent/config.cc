@@ -313,10 +313,11 @@ void readConfig(const YAML::Node& root, Config& c) {
   ship.duration("upload_interval", s.upload_interval);
   ship.duration("audit_head_interval", s.audit_head_interval);
   ship.integer("max_retries", s.max_retries, 0, 100);
-  if (s.part_size.bytes < 5'000'000) {
-    // S3 refuses multipart parts under 5 MB (except the last).
-    throw ConfigError(ship.keyPath("part_size"),
-                      "\"" + s.part_size.text + "\" is below S3's 5MB minimum part size");
+  if (s.part_size.bytes < 5ULL * 1024 * 1024) {
+    // S3 (and Swift's s3api) refuse multipart parts under 5 MiB (except the last).
+    throw ConfigError(
+        ship.keyPath("part_size"),
+        "\"" + s.part_size.text + "\" is below S3's minimum part size of 5MiB (5242880 bytes)");
   }
   if (s.enabled) {
     if (s.endpoint.empty())

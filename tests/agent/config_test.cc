@@ -199,8 +199,9 @@ INSTANTIATE_TEST_SUITE_P(
                   "shipping.endpoint: \"s3.local\" must start with http:// or https://"},
         ErrorCase{"shipping:\n  enabled: true\n  endpoint: http://127.0.0.1:1\n",
                   "shipping.bucket: is required when shipping is enabled"},
-        ErrorCase{"shipping:\n  part_size: 1MB\n",
-                  "shipping.part_size: \"1MB\" is below S3's 5MB minimum part size"},
+        ErrorCase{
+            "shipping:\n  part_size: 1MB\n",
+            "shipping.part_size: \"1MB\" is below S3's minimum part size of 5MiB (5242880 bytes)"},
         ErrorCase{"shipping:\n  on_spool_full: ignore\n",
                   "shipping.on_spool_full: \"ignore\" is not one of: reject, drop_oldest"},
         ErrorCase{"sessions:\n  on_record_failure: drop\n",
