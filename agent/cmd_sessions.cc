@@ -25,13 +25,9 @@ struct Common {
   std::string color = "auto";  // auto | always | never
 };
 
-struct Dirs {
-  fs::path storage, spool;
-};
-
-Dirs dirsFor(const Common& c) {
+SessionDirs dirsFor(const Common& c) {
   Config cfg = effectiveConfig(c.home, c.config);
-  return {cfg.sessions.api.storage, cfg.shipping.spool};
+  return {cfg.sessions.api.storage, cfg.shipping.enabled, cfg.shipping.spool};
 }
 
 bool useColor(const Common& c, int fd) {
@@ -131,9 +127,9 @@ void addSessions(CLI::App& app, Runner& run) {
           return kExitUsage;
         }
       }
-      const Dirs dirs = dirsFor(lo->common);
+      const SessionDirs dirs = dirsFor(lo->common);
       std::vector<SessionSummary> shown;
-      for (auto& s : listSessions(dirs.storage, dirs.spool)) {
+      for (auto& s : listSessions(dirs)) {
         if (!lo->agent.empty() && s.agent != lo->agent) continue;
         if (min_tier && s.highest_tier < *min_tier) continue;
         if (since) {
@@ -173,10 +169,10 @@ void addSessions(CLI::App& app, Runner& run) {
       ->check(CLI::IsMember({"auto", "always", "never"}));
   show->callback([&run, so] {
     run = [so] {
-      const Dirs dirs = dirsFor(so->common);
+      const SessionDirs dirs = dirsFor(so->common);
       SessionSummary s;
       try {
-        s = findSession(dirs.storage, dirs.spool, so->id);
+        s = findSession(dirs, so->id);
       } catch (const SessionLookupError& e) {
         std::cerr << "kscribe: " << e.what() << "\n";
         return kExitFailure;
@@ -224,10 +220,10 @@ void addSessions(CLI::App& app, Runner& run) {
   report->add_option("--html", ro->html, "The HTML file to write")->required();
   report->callback([&run, ro] {
     run = [ro] {
-      const Dirs dirs = dirsFor(ro->common);
+      const SessionDirs dirs = dirsFor(ro->common);
       SessionSummary s;
       try {
-        s = findSession(dirs.storage, dirs.spool, ro->id);
+        s = findSession(dirs, ro->id);
       } catch (const SessionLookupError& e) {
         std::cerr << "kscribe: " << e.what() << "\n";
         return kExitFailure;

@@ -17,7 +17,6 @@ namespace {
 constexpr std::string_view kJsonlSuffix = ".jsonl";
 constexpr std::string_view kManifestSuffix = ".manifest.json";
 constexpr std::string_view kOpenSuffix = ".open.json";
-constexpr std::string_view kShippedSuffix = ".shipped.json";
 
 bool endsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -77,16 +76,21 @@ void scanOpen(SessionSummary& s) {
   s.duration_ms = msBetween(s.started, s.last_activity);
 }
 
-bool isShipped(const fs::path& dir, const fs::path& spool, const std::string& id) {
+// Session ids waiting in the shipper's spool: entries are named <seq>-<session id>.
+std::set<std::string> spooledIds(const fs::path& spool) {
+  std::set<std::string> ids;
   std::error_code ec;
-  const std::string marker = id + std::string(kShippedSuffix);
-  if (fs::exists(dir / marker, ec)) return true;
-  if (!spool.empty() && fs::exists(spool / marker, ec)) return true;
-  return false;
+  for (const char* sub : {"pending", "incoming"}) {
+    for (const auto& e : fs::directory_iterator(spool / sub, ec)) {
+      const std::string name = e.path().filename().string();
+      if (auto dash = name.find('-'); dash != std::string::npos) ids.insert(name.substr(dash + 1));
+    }
+  }
+  return ids;
 }
 
-std::optional<SessionSummary> load(const fs::path& dir, const std::string& id,
-                                   const fs::path& spool) {
+std::optional<SessionSummary> load(const fs::path& dir, const std::string& id, bool shipping,
+                                   const std::set<std::string>& spooled) {
   SessionSummary s;
   s.id = id;
   s.jsonl = dir / (id + std::string(kJsonlSuffix));
@@ -102,7 +106,7 @@ std::optional<SessionSummary> load(const fs::path& dir, const std::string& id,
       s.highest_tier = h->get<int>();
     s.bytes = m->value("bytes", std::uint64_t{0});
     s.duration_ms = msBetween(s.started, s.ended);
-    s.status = isShipped(dir, spool, id) ? "shipped" : "closed";
+    s.status = shipping && !spooled.contains(id) ? "shipped" : "closed";
     return s;
   }
   s.manifest.clear();
@@ -173,12 +177,13 @@ std::optional<std::chrono::system_clock::time_point> parseRfc3339(std::string_vi
           std::chrono::microseconds(secs * 1'000'000 + micros)));
 }
 
-std::vector<SessionSummary> listSessions(const fs::path& storage, const fs::path& spool) {
+std::vector<SessionSummary> listSessions(const SessionDirs& where) {
   std::vector<SessionSummary> out;
   std::error_code ec;
-  if (!fs::is_directory(storage, ec)) return out;
-  std::vector<fs::path> dirs{storage};
-  for (const auto& e : fs::directory_iterator(storage, ec))
+  if (!fs::is_directory(where.storage, ec)) return out;
+  const auto spooled = where.shipping ? spooledIds(where.spool) : std::set<std::string>();
+  std::vector<fs::path> dirs{where.storage};
+  for (const auto& e : fs::directory_iterator(where.storage, ec))
     if (e.is_directory(ec)) dirs.push_back(e.path());
   for (const auto& dir : dirs) {
     std::set<std::string> ids;
@@ -189,7 +194,7 @@ std::vector<SessionSummary> listSessions(const fs::path& storage, const fs::path
       }
     }
     for (const auto& id : ids)
-      if (auto s = load(dir, id, spool)) out.push_back(std::move(*s));
+      if (auto s = load(dir, id, where.shipping, spooled)) out.push_back(std::move(*s));
   }
   std::sort(out.begin(), out.end(), [](const SessionSummary& a, const SessionSummary& b) {
     return a.started != b.started ? a.started > b.started : a.id > b.id;
@@ -197,16 +202,16 @@ std::vector<SessionSummary> listSessions(const fs::path& storage, const fs::path
   return out;
 }
 
-SessionSummary findSession(const fs::path& storage, const fs::path& spool,
-                           std::string_view id_or_prefix) {
+SessionSummary findSession(const SessionDirs& dirs, std::string_view id_or_prefix) {
   if (id_or_prefix.empty()) throw SessionLookupError("empty session id");
   std::vector<SessionSummary> matches;
-  for (auto& s : listSessions(storage, spool)) {
+  for (auto& s : listSessions(dirs)) {
     if (s.id == id_or_prefix) return s;
     if (s.id.starts_with(id_or_prefix)) matches.push_back(std::move(s));
   }
   if (matches.empty())
-    throw SessionLookupError("no session " + std::string(id_or_prefix) + " in " + storage.string());
+    throw SessionLookupError("no session " + std::string(id_or_prefix) + " in " +
+                             dirs.storage.string());
   if (matches.size() > 1) {
     std::string msg = "session id " + std::string(id_or_prefix) + " is ambiguous:";
     for (const auto& s : matches) msg += " " + s.id;

@@ -1,8 +1,9 @@
 #pragma once
 // Reading recorded sessions back from sessions.api.storage, for the viewer (`kscribe sessions`).
 // Layout, as the recorder writes it: <storage>/<YYYY-MM-DD>/<id>.jsonl, with <id>.open.json while
-// the session is open and <id>.manifest.json once it is closed. The shipper marks an uploaded
-// session with <id>.shipped.json beside them (or in the spool directory).
+// the session is open and <id>.manifest.json once it is closed. With shipping on, a closed session
+// waits in the shipper's spool (<spool>/pending/<seq>-<id>/, see agent/spool.h) until central
+// storage confirmed it: closed while there, shipped once it is gone.
 
 #include <chrono>
 #include <cstdint>
@@ -46,13 +47,18 @@ class SessionLookupError : public std::runtime_error {
 /// Calls `progress(done, total)` as bytes of a file are read; may be empty.
 using Progress = std::function<void(std::uint64_t done, std::uint64_t total)>;
 
-/// Every session under `storage` (open, closed and shipped), newest first. `spool` may be empty.
-std::vector<SessionSummary> listSessions(const std::filesystem::path& storage,
-                                         const std::filesystem::path& spool = {});
+/// Where sessions are and what the shipper has left to upload.
+struct SessionDirs {
+  std::filesystem::path storage;  // sessions.api.storage
+  bool shipping = false;          // shipping.enabled: closed sessions not in the spool are shipped
+  std::filesystem::path spool;    // shipping.spool
+};
+
+/// Every session (open, closed and shipped), newest first.
+std::vector<SessionSummary> listSessions(const SessionDirs& dirs);
 
 /// The session whose id is `id_or_prefix` or starts with it. Throws SessionLookupError.
-SessionSummary findSession(const std::filesystem::path& storage, const std::filesystem::path& spool,
-                           std::string_view id_or_prefix);
+SessionSummary findSession(const SessionDirs& dirs, std::string_view id_or_prefix);
 
 /// The session's records in file order. A torn last line (a crash mid-write) is skipped; a bad
 /// line elsewhere throws std::runtime_error naming the line.

@@ -13,6 +13,7 @@ import pytest
 import harness
 
 FIXTURES = os.path.join(harness.SOURCE_DIR, "tests", "fixtures", "sessions", "storage")
+SPOOL = os.path.join(harness.SOURCE_DIR, "tests", "fixtures", "sessions", "spool")
 SCHEMAS = os.path.join(harness.SOURCE_DIR, "schemas")
 CLOSED = "20260210T143022Z-deploy-bot-1a2b3c4d"
 SHIPPED = "20260210T160000Z-triage-agent-0badcafe"
@@ -21,13 +22,18 @@ OPEN = "20260211T090000Z-deploy-bot-77777777"
 
 @pytest.fixture(scope="module")
 def home(workdir):
-    """A kscribe home whose config points sessions.api.storage at a copy of the fixtures."""
+    """A kscribe home whose config points sessions.api.storage and the shipper's spool at a copy
+    of the fixtures (shipping on: the closed session still in the spool is not shipped yet)."""
     h = os.path.join(workdir, "home")
     storage = os.path.join(workdir, "storage")
+    spool = os.path.join(workdir, "spool")
     shutil.copytree(FIXTURES, storage)
+    shutil.copytree(SPOOL, spool)
     os.makedirs(h)
     with open(os.path.join(h, "config.yaml"), "w") as f:
         f.write("sessions:\n  api:\n    storage: %s\n" % storage)
+        f.write("shipping:\n  enabled: true\n  endpoint: http://127.0.0.1:9\n  bucket: b\n"
+                "  spool: %s\n" % spool)
     return h
 
 
@@ -74,6 +80,16 @@ def test_list_plain_newest_first_with_status(kscribe_bin, home):
                              "19.4KB"]
     assert rows[1][3:9] == ["2026-02-10", "16:00:00Z", "6.5s", "2", "0", "OBSERVE"]
     assert "\x1b" not in out  # piped: plain
+
+
+def test_list_without_shipping_nothing_is_shipped(kscribe_bin, home, workdir):
+    cfg = os.path.join(workdir, "no-shipping.yaml")
+    with open(cfg, "w") as f:
+        f.write("sessions:\n  api:\n    storage: %s\n" % os.path.join(workdir, "storage"))
+    p = subprocess.run([kscribe_bin, "sessions", "list", "--json", "--config", cfg],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert [d["status"] for d in json.loads(p.stdout)] == ["open", "closed", "closed"]
 
 
 def test_list_json(kscribe_bin, home):
