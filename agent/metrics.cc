@@ -310,6 +310,11 @@ void CallbackFamily::setSource(Source source) {
   source_ = std::move(source);
 }
 
+void CallbackFamily::setValue(std::function<double()> read) {
+  if (!read) return setSource({});
+  setSource([read = std::move(read)] { return std::vector<Sample>{{{}, read()}}; });
+}
+
 void CallbackFamily::renderSamples(std::string& out) const {
   std::vector<Sample> samples;
   {
@@ -393,8 +398,8 @@ KscribeMetrics::KscribeMetrics(Registry& r)
       proxy_refusals(r.counter("kscribe_proxy_refusals_total",
                                "Requests refused before forwarding, by the status returned.",
                                {"status"})),
-      connections_open(
-          r.gauge("kscribe_connections_open", "Agent connections currently open.").get()),
+      connections_open(r.callback("kscribe_connections_open", "Agent connections currently open.",
+                                  Type::kGauge)),
       identity_rejections(r.counter("kscribe_identity_rejections_total",
                                     "Connections or requests whose credential did not match the "
                                     "workload, by claimed agent and reason.",

@@ -145,6 +145,8 @@ class CallbackFamily : public FamilyBase {
   /// Replaces the source (an empty function: no samples). It is called on the scrape thread, so
   /// it must be thread-safe and quick; clear it before what it reads goes away.
   void setSource(Source source);
+  /// For an unlabelled family: the value `read` returns at each scrape (empty: no sample).
+  void setValue(std::function<double()> read);
 
  private:
   void renderSamples(std::string& out) const override;
@@ -195,7 +197,7 @@ struct KscribeMetrics {
   Family<Histogram>& request_duration;  // kscribe_request_duration_seconds{tier}
   Family<Counter>& proxied_bytes;       // kscribe_proxied_bytes_total{direction}
   Family<Counter>& proxy_refusals;      // kscribe_proxy_refusals_total{status}
-  Gauge& connections_open;              // kscribe_connections_open
+  CallbackFamily& connections_open;     // kscribe_connections_open (the proxy's count, at scrape)
   // Identity (issue 6).
   Family<Counter>& identity_rejections;  // kscribe_identity_rejections_total{agent,reason}
   // Attribution.

@@ -182,6 +182,7 @@ TEST(Metrics, KscribeMetricsHaveStableNames) {
   m.attribution_hit.inc(2);
   m.upload_success.inc();
   m.spool_bytes.set(1234);
+  m.connections_open.setValue([] { return 3.0; });
   exportBpfCounters(m, [] {
     std::vector<std::uint64_t> c(KSCRIBE_CNT_MAX, 0);
     c[KSCRIBE_CNT_NO_PENDING] = 5;
@@ -211,7 +212,7 @@ TEST(Metrics, KscribeMetricsHaveStableNames) {
            "kscribe_truncations_total 0\n",
            "kscribe_sessions_open 0\n",
            "kscribe_sessions_closed_total 0\n",
-           "kscribe_connections_open 0\n",
+           "kscribe_connections_open 3\n",
            "# TYPE kscribe_request_duration_seconds histogram\n",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;

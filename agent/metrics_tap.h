@@ -1,0 +1,37 @@
+#pragma once
+// Counts the proxy's traffic into the kscribe metrics without the proxy knowing of them (proxy/
+// does not depend on agent/): MetricsTap wraps the recorder's Tap and counts requests by agent,
+// tier and status, latency, body bytes and refusals. Install it in the daemon:
+//   MetricsTap metrics_tap(&recorder, metrics::get());  options.tap = &metrics_tap;
+// (Attribution results are counted by the attribution sources themselves, agent/attribution.cc.)
+
+#include <chrono>
+#include <functional>
+
+#include "agent/metrics.h"
+#include "proxy/tap.h"
+
+namespace kscribe {
+
+/// Counts every exchange, then passes it to `inner` (may be null: count only).
+class MetricsTap : public proxy::Tap {
+ public:
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
+  MetricsTap(
+      proxy::Tap* inner, metrics::KscribeMetrics& metrics,
+      Clock clock = [] { return std::chrono::steady_clock::now(); });
+
+  Begin begin(const proxy::ConnectionInfo& connection, const proxy::RequestHead& request) override;
+  void refused(const proxy::ConnectionInfo& connection, const proxy::RequestHead& request,
+               unsigned status, std::string_view message) override;
+
+ private:
+  proxy::Tap* inner_;
+  metrics::KscribeMetrics& metrics_;
+  Clock clock_;
+};
+
+/// The agent label for a connection: its agent name, or "unauthenticated" when it has none.
+std::string_view agentLabel(const proxy::ConnectionInfo& connection);
+
+}  // namespace kscribe
