@@ -117,8 +117,10 @@ proxy::Attribution enrich(const kscribe_owner& owner, const std::filesystem::pat
   auto proc = readProcess(proc_root, owner.tgid);
   bool same = false;
   if (proc) {
-    // (tgid, start time) is the process identity. Without the kernel's start time, a process that
-    // started after the connect cannot be the one that connected (tick resolution: 10 ms).
+    // (tgid, start time) is the process identity, at /proc's clock-tick resolution (10 ms): a pid
+    // reused within the tick its previous owner started in would pass, which needs the pid space
+    // to wrap within 10 ms. Without the kernel's start time, a process that started after the
+    // connect cannot be the one that connected.
     same = kernel_start ? proc->start_time == recorded_start
                         : proc->start_time * nsPerTick() <= owner.connect_boot_ns;
   }
@@ -173,6 +175,10 @@ std::shared_ptr<const proxy::Attribution> UnavailableAttribution::lookup(int) {
   return kUnavailable;
 }
 
+void AttributionRuntime::trackPort(std::uint16_t port) {
+  if (loader && port != 0) loader->addPort(port);
+}
+
 AttributionRuntime::AttributionRuntime() = default;
 AttributionRuntime::~AttributionRuntime() {
   source.reset();  // the source refers to the loader
@@ -205,7 +211,7 @@ AttributionRuntime startAttribution(const std::string& mode,
   if (std::string why = bpfPreflight(btf); !why.empty()) return unavailable(why);
   try {
     rt.loader = std::make_unique<BpfLoader>();
-    for (auto port : ports) rt.loader->addPort(port);
+    for (auto port : ports) rt.trackPort(port);  // 0: bound later, see trackPort()
   } catch (const BpfError& e) {
     return unavailable(e.what());
   }

@@ -61,6 +61,9 @@ class UnavailableAttribution : public proxy::AttributionSource {
 struct AttributionRuntime {
   std::unique_ptr<BpfLoader> loader;  // null when off or unavailable
   std::unique_ptr<proxy::AttributionSource> source;
+  /// Tracks connections to `port` too (e.g. the port the proxy bound when listen.port is 0).
+  /// A no-op when BPF is not running. Throws BpfError when the kernel map refuses it.
+  void trackPort(std::uint16_t port);
   ~AttributionRuntime();
   AttributionRuntime();
   AttributionRuntime(AttributionRuntime&&) noexcept;

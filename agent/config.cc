@@ -270,6 +270,7 @@ void readConfig(const YAML::Node& root, Config& c) {
                       "\"" + c.identity.trust_domain + "\" is not a trust domain name");
   }
   id.choice("on_mismatch", c.identity.on_mismatch, {"reject", "record"});
+  id.str("node_name", c.identity.node_name);
   readAgents(id, c.identity);
   id.finish();
 
@@ -489,6 +490,7 @@ json toJson(const Config& c) {
       {"identity",
        {{"trust_domain", c.identity.trust_domain},
         {"on_mismatch", c.identity.on_mismatch},
+        {"node_name", c.identity.node_name},
         {"agents", agents}}},
       {"attribution", c.attribution},
       {"sessions",

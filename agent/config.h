@@ -78,6 +78,7 @@ struct AgentEntry {
 struct IdentityConfig {
   std::string trust_domain = "kscribe.local";
   std::string on_mismatch = "reject";  // reject | record
+  std::string node_name;  // whose pods to watch for k8s.* selectors; default $NODE_NAME
   std::vector<AgentEntry> agents;
 };
 

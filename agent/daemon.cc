@@ -8,7 +8,9 @@
 
 #include "agent/attribution.h"
 #include "agent/bpf_loader.h"
+#include "agent/identity.h"
 #include "agent/metrics.h"
+#include "agent/pod_directory.h"
 #include "agent/upstream.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
@@ -40,15 +42,31 @@ int runDaemon(const Config& config) {
     });
   }
 
+  // Identity: every credential is checked against the workload that presents it. Pods are
+  // watched only when some agent has k8s.* selectors.
+  std::unique_ptr<PodDirectory> pods;
+  if (needsPodMetadata(config.identity)) {
+    PodDirectory::Options po;
+    po.upstream = options.upstream;
+    po.node_name = config.identity.node_name;
+    if (const char* node = std::getenv("NODE_NAME"); po.node_name.empty() && node)
+      po.node_name = node;
+    pods = std::make_unique<PodDirectory>(std::move(po));
+  }
+  IdentityVerifier identity(config, pods.get());
+
   // The recorder plugs its Tap in here (null: nothing is tapped).
   options.tap = nullptr;
   options.attribution = attribution.source.get();
+  options.identity = &identity;
   std::unique_ptr<proxy::Server> server;
   try {
     server = std::make_unique<proxy::Server>(std::move(options));
   } catch (const proxy::StartupError& e) {
     throw ConfigError(e.key(), std::string(e.what()).substr(e.key().size() + 2));
   }
+  // The bound port (listen.port may be 0), registered before the first accept.
+  attribution.trackPort(server->port());
 
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);

@@ -4,6 +4,10 @@
 
 #include <algorithm>
 
+#include "agent/metrics.h"
+#include "agent/pod_directory.h"
+#include "proxy/log.h"
+
 namespace kscribe {
 namespace {
 
@@ -165,6 +169,54 @@ IdentityDecision verifyIdentity(const AgentEntry* agent, const proxy::Attributio
       config.identity.on_mismatch == "record" ? Verification::kUnverified : Verification::kDenied;
   d.reason = "credential does not belong to this workload: " + why;
   return d;
+}
+
+bool needsPodMetadata(const IdentityConfig& identity) {
+  return std::any_of(identity.agents.begin(), identity.agents.end(), [](const AgentEntry& a) {
+    return !a.selectors.k8s_namespace.empty() || !a.selectors.k8s_service_account.empty() ||
+           !a.selectors.k8s_pod_label.empty();
+  });
+}
+
+IdentityVerifier::IdentityVerifier(const Config& config, PodDirectory* pods)
+    : config_(config), pods_(pods) {}
+
+proxy::IdentityCheck::Result IdentityVerifier::check(const proxy::ConnectionInfo& c) {
+  Result result;
+  const auto& agents = config_.identity.agents;
+  const auto it = std::find_if(agents.begin(), agents.end(),
+                               [&](const AgentEntry& a) { return a.name == c.agent; });
+  const proxy::Attribution& a = *c.attribution;
+  IdentityDecision d;
+  std::optional<PodInfo> pod;
+  if (it == agents.end()) {
+    // A certificate the CA signed for an agent since removed from the registry: removal revokes.
+    d.verification = Verification::kDenied;
+    d.reason = "agent \"" + c.agent + "\" is not in the registry (identity.agents)";
+    d.workload = workloadOf(a);
+  } else {
+    if (pods_ && !a.pod_uid.empty() && !it->selectors.empty()) pod = pods_->find(a.pod_uid);
+    d = verifyIdentity(&*it, a, pod ? &*pod : nullptr, config_);
+  }
+  auto id = std::make_shared<proxy::VerifiedIdentity>();
+  id->verification = verificationName(d.verification);
+  id->reason = d.reason;
+  id->workload = d.workload.str();
+  if (pod) {
+    id->pod_namespace = pod->namespace_name;
+    id->pod_name = pod->name;
+    id->pod_service_account = pod->service_account;
+  }
+  result.identity = id;
+  if (d.verification == Verification::kDenied) {
+    metrics::get()
+        .identityRejection(c.agent, d.reason.rfind("credential", 0) == 0 ? "mismatch" : "refused")
+        .inc();
+    log::warn("identity: refused agent " + c.agent + " from pid " + std::to_string(a.tgid) + " (" +
+              a.comm + ", uid " + std::to_string(a.uid) + ", " + id->workload + "): " + d.reason);
+    result.refusal = proxy::Refusal{403, "Forbidden", "kscribe: " + d.reason};
+  }
+  return result;
 }
 
 }  // namespace kscribe

@@ -9,6 +9,7 @@
 
 #include "agent/config.h"
 #include "proxy/attribution.h"
+#include "proxy/tap.h"
 
 namespace kscribe {
 
@@ -55,5 +56,23 @@ struct IdentityDecision {
 /// registry entries configured — treated like an agent without selectors).
 IdentityDecision verifyIdentity(const AgentEntry* agent, const proxy::Attribution& attribution,
                                 const PodInfo* pod, const Config& config);
+
+class PodDirectory;
+
+/// The proxy's identity check: the credential's agent must be in the registry, and the
+/// connection's workload must satisfy that agent's selectors (per identity.on_mismatch and the
+/// attribution mode). Pod metadata comes from `pods` (may be null: no Kubernetes selectors).
+class IdentityVerifier : public proxy::IdentityCheck {
+ public:
+  IdentityVerifier(const Config& config, PodDirectory* pods);
+  Result check(const proxy::ConnectionInfo& connection) override;
+
+ private:
+  const Config& config_;
+  PodDirectory* pods_;
+};
+
+/// Whether any agent uses k8s.* selectors (only then does kscribe watch pods).
+bool needsPodMetadata(const IdentityConfig& identity);
 
 }  // namespace kscribe

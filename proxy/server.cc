@@ -383,6 +383,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer client_buf_;
   ConnectionInfo info_;
   std::string cert_agent_, cert_spiffe_;
+  std::string checked_agent_;                // the agent the identity check last decided
+  std::optional<Refusal> identity_refusal_;  // its refusal, if any
   bool over_cap_ = false;
   bool idle_ = true;
   bool aborted_ = false;
@@ -592,6 +594,24 @@ net::awaitable<bool> Connection::exchange() {
     co_return co_await refuse(
         {403, "kscribe: Impersonate-* headers are not allowed through the proxy", !bodyless},
         &head);
+  }
+
+  if (server_->opts.identity != nullptr) {
+    if (checked_agent_ != info_.agent) {
+      try {
+        auto r = server_->opts.identity->check(info_);
+        info_.identity = std::move(r.identity);
+        identity_refusal_ = std::move(r.refusal);
+      } catch (const std::exception& e) {
+        log::warn(std::string("identity check failed: ") + e.what());
+        identity_refusal_ = Refusal{403, "Forbidden", "kscribe: the identity check failed"};
+      }
+      checked_agent_ = info_.agent;
+    }
+    if (identity_refusal_) {
+      const Refusal r = *identity_refusal_;
+      co_return co_await refuse({r.status, r.message, !bodyless}, &head, r.reason);
+    }
   }
 
   GuardedTap tap;

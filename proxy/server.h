@@ -67,6 +67,7 @@ struct ServerOptions {
   unsigned threads = 0;                      // I/O threads; 0: one per CPU
   Tap* tap = nullptr;                        // may be null: nothing is tapped
   AttributionSource* attribution = nullptr;  // may be null: attribution is kUnavailable
+  IdentityCheck* identity = nullptr;         // may be null: credentials are not bound to workloads
 };
 
 /// A start-up problem; `key` names the option ("tls.cert", "listen", "upstream", ...).

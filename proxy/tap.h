@@ -21,6 +21,16 @@ namespace kscribe::proxy {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+/// Who really connected: the credential's agent checked against the workload (agent/identity).
+struct VerifiedIdentity {
+  std::string verification;  // verified | unbound | unverified (denied ones never reach a tap)
+  std::string reason;
+  std::string workload;  // "pod:<uid>" | "container:<id>" | "cgroup:<path>" | "host:" | "unknown:"
+  std::string pod_namespace;
+  std::string pod_name;
+  std::string pod_service_account;
+};
+
 /// The authenticated connection an exchange arrived on.
 struct ConnectionInfo {
   std::uint64_t id = 0;     // unique per kscribe process
@@ -32,6 +42,7 @@ struct ConnectionInfo {
   std::uint16_t peer_port = 0;
   std::shared_ptr<const Attribution> attribution;  // never null
   std::chrono::system_clock::time_point accepted_at;
+  std::shared_ptr<const VerifiedIdentity> identity;  // null: no identity check configured
 };
 
 /// Request line and headers as received, credential headers (Authorization, Cookie,
@@ -72,6 +83,19 @@ class ExchangeTap {
   virtual void end() = 0;
   /// The exchange failed midway (upstream reset, client gone, timeout). No end() follows.
   virtual void error(std::string_view what) = 0;
+};
+
+/// Binds a credential to the workload that presents it. Called once per connection and agent,
+/// before that agent's first exchange on the connection (so later requests cost nothing); it may
+/// block briefly (a pod not yet known is looked up once).
+class IdentityCheck {
+ public:
+  virtual ~IdentityCheck() = default;
+  struct Result {
+    std::shared_ptr<const VerifiedIdentity> identity;
+    std::optional<Refusal> refusal;  // set: answer this (403) and audit it, forward nothing
+  };
+  virtual Result check(const ConnectionInfo& connection) = 0;
 };
 
 /// Creates one ExchangeTap per exchange. May refuse the exchange (returns a Refusal) before

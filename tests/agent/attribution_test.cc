@@ -144,6 +144,7 @@ TEST(AttributionModes, OptionalWithoutBpfMarksEveryConnectionUnavailable) {
 TEST(AttributionModes, OffNeverLoads) {
   auto rt = startAttribution("off", {7443});
   EXPECT_EQ(rt.loader, nullptr);
+  rt.trackPort(7444);  // nothing to register: no throw
   EXPECT_EQ(rt.source->lookup(3)->status, proxy::Attribution::Status::kUnavailable);
 }
 

@@ -37,6 +37,7 @@ struct Args {
   int connections = 2000;  // per round
   int rounds = 6;          // per mode
   std::string cert, key;   // TLS when both are set
+  bool stats = true;       // --no-stats: rates without bpf_enable_stats' own timing cost
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -139,6 +140,8 @@ int main(int argc, char** argv) {
       args.rounds = std::stoi(next());
     else if (k == "--cert")
       args.cert = next();
+    else if (k == "--no-stats")
+      args.stats = false;
     else if (k == "--key")
       args.key = next();
     else
@@ -162,7 +165,7 @@ int main(int argc, char** argv) {
   std::uint16_t port = 0;
   int lfd = listenLoopback(&port);
 
-  int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  int stats_fd = args.stats ? bpf_enable_stats(BPF_STATS_RUN_TIME) : 0;
   if (stats_fd < 0) die("bpf_enable_stats: " + std::string(std::strerror(errno)));
 
   // off: no program attached (attribution: off). unrelated: attached, this port not registered
@@ -173,19 +176,33 @@ int main(int argc, char** argv) {
   std::uint64_t run_ns = 0, run_cnt = 0, lookup_ns = 0;
   round(lfd, port, std::min(200, args.connections), sctx, cctx, nullptr, &ignored,
         &ignored);  // warm-up
-  for (int r = 0; r < args.rounds; ++r) {
+  auto offRound = [&] {
     off.push_back(round(lfd, port, args.connections, sctx, cctx, nullptr, &ignored, &ignored));
-    kscribe::BpfLoader loader;  // load and attach outside the timed rounds
-    kscribe::BpfAttribution source(loader, "/proc", loader.cgroup());
-    unrelated.push_back(
-        round(lfd, port, args.connections, sctx, cctx, nullptr, &ignored, &ignored));
-    loader.addPort(port);
-    auto before = loader.runStats();
-    on.push_back(round(lfd, port, args.connections, sctx, cctx, &source, &attributed, &lookup_ns));
-    auto after = loader.runStats();
-    run_ns += after.run_time_ns - before.run_time_ns;
-    run_cnt += after.run_cnt - before.run_cnt;
-    on_connections += static_cast<std::uint64_t>(args.connections);
+  };
+  for (int r = 0; r < args.rounds; ++r) {
+    // Even rounds run off -> unrelated -> on, odd rounds the reverse, so a drift in machine load
+    // during the run does not favour one mode.
+    if (r % 2 == 0) offRound();
+    {
+      kscribe::BpfLoader loader;  // load and attach outside the timed rounds
+      kscribe::BpfAttribution source(loader, "/proc", loader.cgroup());
+      auto onRound = [&] {
+        loader.addPort(port);
+        auto before = loader.runStats();
+        on.push_back(
+            round(lfd, port, args.connections, sctx, cctx, &source, &attributed, &lookup_ns));
+        auto after = loader.runStats();
+        run_ns += after.run_time_ns - before.run_time_ns;
+        run_cnt += after.run_cnt - before.run_cnt;
+        on_connections += static_cast<std::uint64_t>(args.connections);
+        loader.removePort(port);
+      };
+      if (r % 2 == 1) onRound();
+      unrelated.push_back(
+          round(lfd, port, args.connections, sctx, cctx, nullptr, &ignored, &ignored));
+      if (r % 2 == 0) onRound();
+    }
+    if (r % 2 == 1) offRound();
   }
   double off_rate = median(off), unrelated_rate = median(unrelated), on_rate = median(on);
   std::printf("mode=%s connections_per_round=%d rounds=%d\n", tls ? "tls" : "tcp", args.connections,
@@ -205,7 +222,7 @@ int main(int argc, char** argv) {
               run_cnt ? static_cast<double>(run_ns) / static_cast<double>(run_cnt) : 0.0);
   std::printf("lookup_us_per_connection=%.1f (sk-storage lookup + /proc and cgroup enrichment)\n",
               static_cast<double>(lookup_ns) / 1000.0 / static_cast<double>(on_connections));
-  ::close(stats_fd);
+  if (stats_fd > 0) ::close(stats_fd);
   ::close(lfd);
   if (attributed != on_connections) {
     std::fprintf(stderr, "attribution_bench: %llu connections were not attributed\n",

@@ -384,6 +384,23 @@ TEST_F(AttributionRoot, ReusedPidIsNotMistakenForTheProcessThatConnected) {
   }
   ASSERT_EQ(ra.error[0], '\0') << ra.error;
 
+  // /proc start times have clock-tick resolution (10 ms): a process that reuses a pid within
+  // the same tick as the old one started is indistinguishable by (tgid, start time). Real pid
+  // reuse needs the pid space to wrap, far slower than a tick; here it is forced, so B waits for
+  // the next tick first.
+  ASSERT_TRUE(raw_.has_value());
+  const std::uint64_t ns_per_tick =
+      1'000'000'000ULL / static_cast<std::uint64_t>(sysconf(_SC_CLK_TCK));
+  auto bootNs = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
+           static_cast<std::uint64_t>(ts.tv_nsec);
+  };
+  const std::uint64_t a_start_tick =
+      std::max(raw_->start_boottime_ns, raw_->connect_boot_ns) / ns_per_tick;
+  while (bootNs() / ns_per_tick <= a_start_tick + 1) usleep(2000);
+
   pid_t want = ra.pid;
   int ctl[2];
   ASSERT_EQ(::pipe(ctl), 0);

@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 SRC = pathlib.Path(os.environ.get("KSCRIBE_SOURCE_DIR", pathlib.Path(__file__).resolve().parents[2]))
 KSCRIBE = os.environ.get("KSCRIBE_BIN", str(SRC / "build" / "kscribe"))
@@ -38,14 +39,36 @@ def unprivileged(args):
     return args
 
 
-def serve(home, mode):
-    cfg = home / "config.yaml"
-    cfg.write_text(f"attribution: {mode}\nlisten:\n  port: 0\nmetrics:\n  enabled: false\n")
-    if os.geteuid() == 0:
-        os.chown(cfg, NOBODY, NOBODY)
+def as_user(argv, home):
     env = dict(os.environ, HOME=str(home))
-    return subprocess.Popen(unprivileged([KSCRIBE, "serve", "--home", str(home), "--config", str(cfg)]),
-                            stderr=subprocess.PIPE, text=True, env=env)
+    env.pop("KSCRIBE_HOME", None)
+    return unprivileged(argv), env
+
+
+def serve(home, mode):
+    # A home made by `kscribe init` as the same user, and an upstream kubeconfig it can read
+    # (nothing listens there: serve does not dial upstream before a request).
+    argv, env = as_user([KSCRIBE, "init", "--home", str(home / "k")], home)
+    subprocess.run(argv, env=env, check=True, capture_output=True, timeout=60)
+    kubeconfig = home / "upstream.kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: up\n"
+        "clusters:\n- name: up\n  cluster:\n    server: https://127.0.0.1:9\n"
+        "    insecure-skip-tls-verify: true\n"
+        "users:\n- name: up\n  user:\n    token: fake-test-token\n"
+        "contexts:\n- name: up\n  context:\n    cluster: up\n    user: up\n")
+    cfg = home / "k" / "config.yaml"
+    c = yaml.safe_load(cfg.read_text()) or {}
+    c["attribution"] = mode
+    c.setdefault("listen", {})["port"] = 0
+    c["upstream"] = {"kubeconfig": str(kubeconfig), "context": "up"}
+    c.setdefault("metrics", {})["enabled"] = False
+    cfg.write_text(yaml.safe_dump(c, sort_keys=False))
+    if os.geteuid() == 0:
+        for p in (kubeconfig, cfg):
+            os.chown(p, NOBODY, NOBODY)
+    argv, env = as_user([KSCRIBE, "serve", "--home", str(home / "k"), "--config", str(cfg)], home)
+    return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def wait_for(proc, text, timeout=15):

@@ -8,13 +8,8 @@ Skips when not root.
 """
 import os
 import re
-import signal
 import subprocess
-import sys
-import tempfile
-import threading
 import time
-import shutil
 
 import pytest
 
@@ -32,36 +27,20 @@ def attached_programs():
     return [l for l in out.splitlines() if "sock_ops" in l and "kscribe_sockops" in l]
 
 
-def test_serve_required_attaches_and_detaches(kscribe_bin):
-    home = tempfile.mkdtemp(prefix="kscribe-attr-root-")
+def test_serve_required_attaches_and_detaches(workdir, apiserver, kscribe_bin):
+    before = len(attached_programs())
+    proxy = harness.Kscribe(os.path.join(workdir, "kscribe-attach"), apiserver,
+                            extra_config={"attribution": "required", "log": {"level": "debug"}})
     try:
-        cfg = os.path.join(home, "config.yaml")
-        with open(cfg, "w") as f:
-            f.write("attribution: required\nlisten:\n  port: 0\nmetrics:\n  enabled: false\n"
-                    "log:\n  level: debug\n")
-        before = len(attached_programs())
-        proc = subprocess.Popen([kscribe_bin, "serve", "--home", home, "--config", cfg],
-                                stderr=subprocess.PIPE, text=True)
-        lines = []
-        threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
-        try:
-            harness.wait_for(lambda: "serving" in "".join(lines) or proc.poll() is not None, 20,
-                             "kscribe serve to start")
-            log = "".join(lines)
-            assert proc.poll() is None, log
-            assert "attribution: sockops attached to cgroup" in log, log
-            assert len(attached_programs()) == before + 1
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(15) == 0
-            time.sleep(0.2)
-            assert "attribution counters: connect=" in "".join(lines)
-            assert len(attached_programs()) == before, "the bpf_link outlived kscribe"
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        proxy.start()
+        log = proxy.log()
+        assert "attribution: sockops attached to cgroup" in log, log
+        assert len(attached_programs()) == before + 1
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        rc = proxy.stop()
+    assert rc == 0, proxy.log()
+    assert "attribution counters: connect=" in proxy.log()
+    assert len(attached_programs()) == before, "the bpf_link outlived kscribe"
 
 
 PROXY = os.path.exists(os.path.join(harness.SOURCE_DIR, "proxy", "server.cc"))
@@ -75,12 +54,15 @@ def test_kubectl_through_the_proxy_is_attributed_to_kubectl(workdir, apiserver, 
         proxy.start()
         kc = harness.Kubectl(proxy.kubeconfig, os.path.join(workdir, "kc-attr"))
         env = kc.env()
+        # Only what kubectl opened: start() itself probed the port from this process.
+        harness.wait_for(lambda: "attribution: fd" in proxy.log(), 10, "the readiness probe's line")
+        skip = len(proxy.log())
         p = subprocess.Popen([harness.KUBECTL, "get", "pods", "-n", "default", "-o", "name"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
         time.sleep(0.3)
-        log = proxy.log()
+        log = proxy.log()[skip:]
         seen = [dict(re.findall(r"(\w+)=(\S*)", l)) for l in log.splitlines()
                 if "attribution: fd" in l and "tgid=" in l]
         assert seen, "no attributed connection in the kscribe log:\n" + log
