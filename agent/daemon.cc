@@ -10,6 +10,8 @@
 #include "agent/bpf_loader.h"
 #include "agent/identity.h"
 #include "agent/metrics.h"
+#include "agent/metrics_server.h"
+#include "agent/metrics_tap.h"
 #include "agent/pod_directory.h"
 #include "agent/upstream.h"
 #include "proxy/log.h"
@@ -55,8 +57,11 @@ int runDaemon(const Config& config) {
   }
   IdentityVerifier identity(config, pods.get());
 
-  // The recorder plugs its Tap in here (null: nothing is tapped).
-  options.tap = nullptr;
+  // The recorder plugs its Tap in here (null: nothing is recorded); MetricsTap counts every
+  // exchange into /metrics and hands it on. It outlives the server.
+  proxy::Tap* recorder_tap = nullptr;
+  MetricsTap metrics_tap(recorder_tap, metrics::get());
+  options.tap = &metrics_tap;
   options.attribution = attribution.source.get();
   options.identity = &identity;
   std::unique_ptr<proxy::Server> server;
@@ -69,6 +74,9 @@ int runDaemon(const Config& config) {
   attribution.trackPort(server->port());
 
   boost::asio::io_context io;
+  // Probes answer from here on; /readyz stays 503 until the proxy and attribution say ready.
+  auto metrics_runtime = startMetrics(config, io);
+  if (attribution.loader) health().setCondition(kReadyAttribution, true);  // attached above
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int signo) {
     if (ec) return;
@@ -77,12 +85,16 @@ int runDaemon(const Config& config) {
     server->stop();
   });
   server->start();
+  metrics::get().connections_open.setValue(
+      [s = server.get()] { return static_cast<double>(s->activeConnections()); });
+  health().setCondition(kReadyProxy, true);
   log::info("kscribe serving on " + config.listen.address + ":" + std::to_string(server->port()) +
             "; home " + config.home.string());
   std::thread signal_thread([&io] { io.run(); });
   server->wait();
   io.stop();
   signal_thread.join();
+  metrics::get().connections_open.setValue({});  // before the server goes
   server.reset();
   if (attribution.loader) {
     metrics::exportBpfCounters(metrics::get(), {});  // before the loader goes
