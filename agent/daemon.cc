@@ -8,11 +8,13 @@
 
 #include "agent/attribution.h"
 #include "agent/bpf_loader.h"
+#include "agent/clock.h"
 #include "agent/identity.h"
 #include "agent/metrics.h"
 #include "agent/metrics_server.h"
 #include "agent/metrics_tap.h"
 #include "agent/pod_directory.h"
+#include "agent/recorder.h"
 #include "agent/upstream.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
@@ -57,10 +59,14 @@ int runDaemon(const Config& config) {
   }
   IdentityVerifier identity(config, pods.get());
 
-  // The recorder plugs its Tap in here (null: nothing is recorded); MetricsTap counts every
-  // exchange into /metrics and hands it on. It outlives the server.
-  proxy::Tap* recorder_tap = nullptr;
-  MetricsTap metrics_tap(recorder_tap, metrics::get());
+  // The recorder before the proxy: it recovers sessions and the audit chain a crash left open
+  // before any request can arrive (a broken audit chain stops start-up here, exit 1).
+  SystemClock clock;
+  Recorder recorder(RecorderOptions::fromConfig(config), clock);
+  recorder.start();
+
+  // MetricsTap counts every exchange into /metrics and hands it on to the recorder.
+  MetricsTap metrics_tap(&recorder, metrics::get());
   options.tap = &metrics_tap;
   options.attribution = attribution.source.get();
   options.identity = &identity;
@@ -96,6 +102,8 @@ int runDaemon(const Config& config) {
   signal_thread.join();
   metrics::get().connections_open.setValue({});  // before the server goes
   server.reset();
+  // The proxy has drained (no tap call can follow): close every session and sync.
+  recorder.shutdown();
   if (attribution.loader) {
     metrics::exportBpfCounters(metrics::get(), {});  // before the loader goes
     auto c = attribution.loader->counters();
