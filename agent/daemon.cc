@@ -2,8 +2,11 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
+#include <sstream>
 #include <thread>
 
 #include "agent/attribution.h"
@@ -15,6 +18,8 @@
 #include "agent/metrics_tap.h"
 #include "agent/pod_directory.h"
 #include "agent/recorder.h"
+#include "agent/s3_client.h"
+#include "agent/shipper.h"
 #include "agent/upstream.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
@@ -63,7 +68,27 @@ int runDaemon(const Config& config) {
   // before any request can arrive (a broken audit chain stops start-up here, exit 1).
   SystemClock clock;
   Recorder recorder(RecorderOptions::fromConfig(config), clock);
+  // Closed sessions go to the spool and on to S3 when shipping is enabled (credentials from the
+  // AWS environment or shared credentials file, never from the config).
+  std::unique_ptr<Shipper> shipper;
+  if (config.shipping.enabled) {
+    shipper = std::make_unique<Shipper>(
+        config,
+        std::make_unique<S3Client>(s3Options(config.shipping), loadCredentials(config.shipping)));
+  }
+  recorder.onSessionClosed([&shipper](const PublishedSession& s) {
+    if (!shipper) return;
+    std::tm tm{};
+    std::istringstream(s.date) >> std::get_time(&tm, "%Y-%m-%d");
+    const auto started = std::chrono::system_clock::from_time_t(::timegm(&tm));
+    std::string error;
+    if (!shipper->sessionClosed(ClosedSession{s.session_id, s.agent, started, s.jsonl, s.manifest},
+                                &error)) {
+      log::error("shipping: session " + s.session_id + " not spooled: " + error);
+    }
+  });
   recorder.start();
+  if (shipper) shipper->start();
 
   // MetricsTap counts every exchange into /metrics and hands it on to the recorder.
   MetricsTap metrics_tap(&recorder, metrics::get());
@@ -104,6 +129,7 @@ int runDaemon(const Config& config) {
   server.reset();
   // The proxy has drained (no tap call can follow): close every session and sync.
   recorder.shutdown();
+  if (shipper) shipper->stop();
   if (attribution.loader) {
     metrics::exportBpfCounters(metrics::get(), {});  // before the loader goes
     auto c = attribution.loader->counters();
