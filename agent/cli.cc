@@ -25,6 +25,7 @@ int run(int argc, char** argv) {
   addVersion(app, runner);
   addConfig(app, runner);
   addServe(app, runner);
+  addSessions(app, runner);
   addAudit(app, runner);
   addInit(app, runner);
   addAgent(app, runner);

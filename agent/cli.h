@@ -35,6 +35,7 @@ Config effectiveConfig(const std::filesystem::path& home_flag,
 void addVersion(CLI::App& app, Runner& run);
 void addConfig(CLI::App& app, Runner& run);
 void addServe(CLI::App& app, Runner& run);
+void addSessions(CLI::App& app, Runner& run);
 void addAudit(CLI::App& app, Runner& run);
 void addInit(CLI::App& app, Runner& run);
 void addAgent(CLI::App& app, Runner& run);

@@ -2,8 +2,11 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
+#include <sstream>
 #include <thread>
 
 #include "agent/attribution.h"
@@ -11,8 +14,12 @@
 #include "agent/clock.h"
 #include "agent/identity.h"
 #include "agent/metrics.h"
+#include "agent/metrics_server.h"
+#include "agent/metrics_tap.h"
 #include "agent/pod_directory.h"
 #include "agent/recorder.h"
+#include "agent/s3_client.h"
+#include "agent/shipper.h"
 #include "agent/upstream.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
@@ -61,9 +68,31 @@ int runDaemon(const Config& config) {
   // before any request can arrive (a broken audit chain stops start-up here, exit 1).
   SystemClock clock;
   Recorder recorder(RecorderOptions::fromConfig(config), clock);
+  // Closed sessions go to the spool and on to S3 when shipping is enabled (credentials from the
+  // AWS environment or shared credentials file, never from the config).
+  std::unique_ptr<Shipper> shipper;
+  if (config.shipping.enabled) {
+    shipper = std::make_unique<Shipper>(
+        config,
+        std::make_unique<S3Client>(s3Options(config.shipping), loadCredentials(config.shipping)));
+  }
+  recorder.onSessionClosed([&shipper](const PublishedSession& s) {
+    if (!shipper) return;
+    std::tm tm{};
+    std::istringstream(s.date) >> std::get_time(&tm, "%Y-%m-%d");
+    const auto started = std::chrono::system_clock::from_time_t(::timegm(&tm));
+    std::string error;
+    if (!shipper->sessionClosed(ClosedSession{s.session_id, s.agent, started, s.jsonl, s.manifest},
+                                &error)) {
+      log::error("shipping: session " + s.session_id + " not spooled: " + error);
+    }
+  });
   recorder.start();
+  if (shipper) shipper->start();
 
-  options.tap = &recorder;
+  // MetricsTap counts every exchange into /metrics and hands it on to the recorder.
+  MetricsTap metrics_tap(&recorder, metrics::get());
+  options.tap = &metrics_tap;
   options.attribution = attribution.source.get();
   options.identity = &identity;
   std::unique_ptr<proxy::Server> server;
@@ -76,6 +105,9 @@ int runDaemon(const Config& config) {
   attribution.trackPort(server->port());
 
   boost::asio::io_context io;
+  // Probes answer from here on; /readyz stays 503 until the proxy and attribution say ready.
+  auto metrics_runtime = startMetrics(config, io);
+  if (attribution.loader) health().setCondition(kReadyAttribution, true);  // attached above
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int signo) {
     if (ec) return;
@@ -84,15 +116,20 @@ int runDaemon(const Config& config) {
     server->stop();
   });
   server->start();
+  metrics::get().connections_open.setValue(
+      [s = server.get()] { return static_cast<double>(s->activeConnections()); });
+  health().setCondition(kReadyProxy, true);
   log::info("kscribe serving on " + config.listen.address + ":" + std::to_string(server->port()) +
             "; home " + config.home.string());
   std::thread signal_thread([&io] { io.run(); });
   server->wait();
   io.stop();
   signal_thread.join();
+  metrics::get().connections_open.setValue({});  // before the server goes
   server.reset();
   // The proxy has drained (no tap call can follow): close every session and sync.
   recorder.shutdown();
+  if (shipper) shipper->stop();
   if (attribution.loader) {
     metrics::exportBpfCounters(metrics::get(), {});  // before the loader goes
     auto c = attribution.loader->counters();

@@ -470,7 +470,7 @@ bool RecordWriter::publishManifest(ojson manifest, Stats& stats, const fs::path&
   return true;
 }
 
-void RecordWriter::notify(const SessionClosedEvent& closed) {
+void RecordWriter::notify(const PublishedSession& closed) {
   for (auto& h : handlers_) {
     try {
       h(closed);
@@ -492,7 +492,7 @@ void RecordWriter::handle(CloseCmd& cmd) {
                                formatTimestamp(cmd.ended), cmd.reason)) {
       open.file.close();
       metrics::get().sessions_closed.inc();
-      notify(SessionClosedEvent{s.jsonl, s.manifest, s.key.agent, s.id, s.date, cmd.reason});
+      notify(PublishedSession{s.jsonl, s.manifest, s.key.agent, s.id, s.date, cmd.reason});
     }
   }
   sessions_.erase(it);
@@ -614,8 +614,8 @@ void RecordWriter::recoverSessions() {
       log::warn("recorder: recovered session " + id + " left open by a crash (" +
                 std::to_string(stats.requests) + " records, " + std::to_string(removed) +
                 " torn bytes cut)");
-      notify(SessionClosedEvent{jsonl, manifest, base.value("agent", std::string()), id,
-                                base.value("date", std::string()), kCloseRecovered});
+      notify(PublishedSession{jsonl, manifest, base.value("agent", std::string()), id,
+                              base.value("date", std::string()), kCloseRecovered});
     }
   }
 }

@@ -26,9 +26,8 @@
 
 namespace kscribe {
 
-/// A session whose files are complete and published (the shipper's cue; the lead adapts it to
-/// spool.h's ClosedSession / SessionSink).
-struct SessionClosedEvent {
+/// A session whose files are complete and published (the shipper's cue).
+struct PublishedSession {
   std::filesystem::path jsonl;
   std::filesystem::path manifest;
   std::string agent;
@@ -37,7 +36,7 @@ struct SessionClosedEvent {
   std::string close_reason;
 };
 
-using SessionClosedHandler = std::function<void(const SessionClosedEvent&)>;
+using SessionClosedHandler = std::function<void(const PublishedSession&)>;
 
 /// Close reasons written into manifests.
 inline constexpr const char* kCloseIdle = "idle timeout";
@@ -113,7 +112,7 @@ class RecordWriter {
                        const std::filesystem::path& jsonl, const std::filesystem::path& path,
                        const std::filesystem::path& marker, const std::string& ended,
                        const std::string& reason);
-  void notify(const SessionClosedEvent& closed);
+  void notify(const PublishedSession& closed);
 
   RecordWriterOptions options_;
   std::vector<SessionClosedHandler> handlers_;

@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev clang-format libclang-rt-14-dev
   # tests
   python3 python3-pytest python3-jsonschema python3-yaml iproute2 procps
+  chromium  # renders the HTML session report in tests (headless)
   # shipping tests: a real single-node OpenStack Swift with s3api, checked with the AWS CLI
   swift swift-proxy swift-object swift-container swift-account awscli
   # benchmarks

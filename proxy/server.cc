@@ -375,7 +375,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                   std::string_view reason = {});
   net::awaitable<void> closeClient();
   net::awaitable<void> tunnel(UpstreamConn& up);
-  net::awaitable<void> pump(TlsStream& from, TlsStream& to);
+  net::awaitable<void> watchClient(UpstreamConn& up);
+  net::awaitable<void> pump(TlsStream& from, TlsStream& to, UpstreamConn& up);
 
   std::shared_ptr<Server::Impl> server_;
   TlsStream client_;
@@ -390,6 +391,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool aborted_ = false;
   bool timed_out_ = false;
   bool upstream_timed_out_ = false;
+  bool stop_watching_ = false;
+  bool client_gone_ = false;
   UpstreamConn* current_upstream_ = nullptr;
   std::unique_ptr<char[]> body_buf_;
 };
@@ -588,7 +591,8 @@ net::awaitable<bool> Connection::exchange() {
   }
   if (info_.agent.empty()) {
     co_return co_await refuse(
-        {401, "kscribe: a client certificate or bearer token is required", !bodyless}, &head);
+        {401, "Unauthorized: kscribe needs an agent client certificate or bearer token", !bodyless},
+        &head);
   }
   if (hasImpersonation(msg)) {
     co_return co_await refuse(
@@ -789,15 +793,28 @@ net::awaitable<bool> Connection::exchange() {
     tap.error("client closed: " + ec.message());
     co_return false;
   }
+  // A streamed response (watch, logs -f) can stay open for hours with nothing to write: watch
+  // the client meanwhile, so one that went away releases its upstream stream at once.
+  const bool watch_client = !res->is_done() && (res->chunked() || delimited_by_eof);
+  auto ex = co_await net::this_coro::executor;
+  auto watcher_done = std::make_shared<net::steady_timer>(ex, Clock::time_point::max());
+  auto watcher_finished = std::make_shared<bool>(!watch_client);
+  if (watch_client) {
+    stop_watching_ = false;
+    net::co_spawn(ex, watchClient(*up), [watcher_done, watcher_finished](std::exception_ptr) {
+      *watcher_finished = true;
+      watcher_done->cancel();
+    });
+  }
+  std::string failure;
   while (!res->is_done()) {
     rmsg.body().data = buf;
     rmsg.body().size = kBodyChunk;
     co_await http::async_read_some(up->stream, up->buffer, *res, re);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
-      current_upstream_ = nullptr;
-      tap.error("upstream response body: " + ec.message());
-      co_return false;  // the client sees the body cut short and the connection close
+      failure = client_gone_ ? "client closed" : "upstream response body: " + ec.message();
+      break;  // the client sees the body cut short and the connection close
     }
     const std::size_t n = kBodyChunk - rmsg.body().size;
     rmsg.body().data = n ? buf : nullptr;
@@ -807,20 +824,43 @@ net::awaitable<bool> Connection::exchange() {
     co_await http::async_write(client_, rs, re);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
-      current_upstream_ = nullptr;
-      tap.error("client closed: " + ec.message());
-      co_return false;
+      failure = "client closed: " + ec.message();
+      break;
     }
     if (n) tap.responseBody({buf, n});
   }
-  tap.end();
+  if (!*watcher_finished) {
+    stop_watching_ = true;
+    beast::error_code ignored;
+    client_.next_layer().cancel(ignored);
+    co_await watcher_done->async_wait(re);
+  }
   current_upstream_ = nullptr;
+  if (!failure.empty()) {
+    tap.error(failure);
+    co_return false;
+  }
+  tap.end();
   if (upstream_keep_alive && !delimited_by_eof && up->buffer.size() == 0)
     server_->releaseIdle(std::move(up));
-  co_return keep;
+  co_return keep && !client_gone_;
 }
 
-net::awaitable<void> Connection::pump(TlsStream& from, TlsStream& to) {
+net::awaitable<void> Connection::watchClient(UpstreamConn& up) {
+  beast::error_code ec;
+  const std::size_t n = co_await client_.async_read_some(
+      client_buf_.prepare(kReadChunk), net::redirect_error(net::use_awaitable, ec));
+  if (!ec) {
+    client_buf_.commit(n);  // a pipelined request: kept for the next exchange
+    co_return;
+  }
+  if (stop_watching_) co_return;
+  client_gone_ = true;
+  beast::error_code ignored;
+  up.stream.next_layer().cancel(ignored);
+}
+
+net::awaitable<void> Connection::pump(TlsStream& from, TlsStream& to, UpstreamConn& up) {
   beast::error_code ec;
   auto re = net::redirect_error(net::use_awaitable, ec);
   std::unique_ptr<char[]> buf(new char[kBodyChunk]);
@@ -830,6 +870,12 @@ net::awaitable<void> Connection::pump(TlsStream& from, TlsStream& to) {
     co_await net::async_write(to, net::buffer(buf.get(), n), re);
     if (ec) break;
   }
+  // Either side closing ends the tunnel: shut both sockets so the other direction ends too.
+  beast::error_code ignored;
+  client_.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+  up.stream.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+  client_.next_layer().cancel(ignored);
+  up.stream.next_layer().cancel(ignored);
 }
 
 net::awaitable<void> Connection::tunnel(UpstreamConn& up) {
@@ -845,23 +891,17 @@ net::awaitable<void> Connection::tunnel(UpstreamConn& up) {
     up.buffer.consume(up.buffer.size());
   }
   if (ec) co_return;
-  auto self = shared_from_this();
   auto ex = co_await net::this_coro::executor;
   auto done = std::make_shared<net::steady_timer>(ex, Clock::time_point::max());
   auto finished = std::make_shared<bool>(false);
-  net::co_spawn(ex, pump(client_, up.stream), [done, finished](std::exception_ptr) {
+  net::co_spawn(ex, pump(client_, up.stream, up), [done, finished](std::exception_ptr) {
     *finished = true;
     done->cancel();
   });
-  co_await pump(up.stream, client_);
-  // One direction ended: end the other.
-  beast::error_code ignored;
-  client_.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
-  up.stream.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
-  client_.next_layer().cancel(ignored);
-  up.stream.next_layer().cancel(ignored);
+  co_await pump(up.stream, client_, up);
   if (!*finished) co_await done->async_wait(re);
   aborted_ = true;  // no TLS close_notify exchange after a tunnel: the sockets are shut
+  beast::error_code ignored;
   client_.next_layer().close(ignored);
 }
 

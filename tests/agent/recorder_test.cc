@@ -144,7 +144,7 @@ class RecorderTest : public ::testing::Test {
 
   Recorder& start(RecorderOptions o) {
     recorder_ = std::make_unique<Recorder>(std::move(o), clock_);
-    recorder_->onSessionClosed([this](const SessionClosedEvent& c) {
+    recorder_->onSessionClosed([this](const PublishedSession& c) {
       std::lock_guard lk(mu_);
       closed_.push_back(c);
     });
@@ -171,18 +171,18 @@ class RecorderTest : public ::testing::Test {
     b.tap->end();
   }
 
-  std::vector<SessionClosedEvent> closed() {
+  std::vector<PublishedSession> closed() {
     std::lock_guard lk(mu_);
     return closed_;
   }
 
-  json manifest(const SessionClosedEvent& c) { return json::parse(readFile(c.manifest)); }
+  json manifest(const PublishedSession& c) { return json::parse(readFile(c.manifest)); }
 
   fs::path dir_;
   FakeClock clock_;
   std::unique_ptr<Recorder> recorder_;
   std::mutex mu_;
-  std::vector<SessionClosedEvent> closed_;
+  std::vector<PublishedSession> closed_;
 };
 
 TEST_F(RecorderTest, SessionOpensExtendsAndClosesOnIdle) {

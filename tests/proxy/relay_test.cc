@@ -624,3 +624,22 @@ TEST(ProxyStartup, MissingCertificateNamesTheKey) {
 
 }  // namespace
 }  // namespace kscribe::proxy
+
+namespace kscribe::proxy {
+namespace {
+TEST_F(ProxyTest, ClientLeavingAWatchReleasesTheConnection) {
+  {
+    TlsClient c(server_->port(), alice());
+    ASSERT_TRUE(c.send(get("/watch")));
+    ASSERT_NE(readUntil(c, "ADDED").find("ADDED"), std::string::npos);
+    EXPECT_EQ(server_->activeConnections(), 1u);
+  }  // the client goes away while the upstream holds the stream open
+  for (int i = 0; i < 200 && server_->activeConnections() != 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server_->activeConnections(), 0u);
+  auto events = this->events(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].rfind("error", 0), 0u) << events[0];
+}
+}  // namespace
+}  // namespace kscribe::proxy

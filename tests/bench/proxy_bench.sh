@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Proxy benchmark, loopback only, bounded time, cleans up after itself.
+#   nginx serves 4 KB and 1 MB JSON over HTTPS; wrk drives it direct, through nginx as a
+#   TLS->TLS reverse proxy, and through kscribe (same concurrency); then kscribe's peak RSS while
+#   streaming 1 GB to a slow reader, and its RSS holding 1,000 open watches.
+# Usage: tests/bench/proxy_bench.sh [path/to/kscribe]   (env: DURATION=10s CONNS=32 THREADS=2)
+set -euo pipefail
+KSCRIBE=$(realpath "${1:-${KSCRIBE_BIN:-build/kscribe}}")
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+PY=/usr/bin/python3
+W=$(mktemp -d /tmp/kscribe-bench-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true
+  sleep 0.3
+  rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+freeport() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+# --- certificates -------------------------------------------------------------------------
+chmod 755 "$W"  # nginx workers run unprivileged
+cd "$W"
+umask 022
+ossl() { openssl "$@" >/dev/null 2>&1; }
+ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=bench-ca
+ossl req -x509 -CA ca.crt -CAkey ca.key -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout server.key -out server.crt -days 2 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -addext "basicConstraints=critical,CA:FALSE"
+TOKEN=bench-fake-token
+TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
+
+# --- content ------------------------------------------------------------------------------
+mkdir -p www
+$PY - <<'EOF'
+import json
+def blob(n):
+    item = lambda i: json.dumps({"metadata": {"name": "pod-%d" % i, "namespace": "default"},
+                                 "status": {"phase": "Running"}})
+    head, parts, size, i = '{"kind":"PodList","apiVersion":"v1","items":[', [], 0, 0
+    while size < n - len(head) - 2:
+        parts.append(item(i)); size += len(parts[-1]) + 1; i += 1
+    return head + ",".join(parts) + "]}"
+open("www/4k.json", "w").write(blob(4096))
+open("www/1m.json", "w").write(blob(1 << 20))
+EOF
+truncate -s 1G www/1g.bin
+
+UP=$(freeport); NGP=$(freeport); KP=$(freeport)
+cat > nginx.conf <<EOF
+worker_processes 2;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_requests 1000000;
+  default_type application/json;
+  client_body_temp_path $W/tmp; proxy_temp_path $W/tmp; fastcgi_temp_path $W/tmp;
+  uwsgi_temp_path $W/tmp; scgi_temp_path $W/tmp;
+  upstream api { server 127.0.0.1:$UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$UP ssl; ssl_certificate $W/server.crt; ssl_certificate_key $W/server.key;
+    root $W/www;
+  }
+  server {
+    listen 127.0.0.1:$NGP ssl; ssl_certificate $W/server.crt; ssl_certificate_key $W/server.key;
+    location / {
+      proxy_pass https://api; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_ssl_verify on; proxy_ssl_trusted_certificate $W/ca.crt; proxy_ssl_name localhost;
+      proxy_ssl_session_reuse on; proxy_buffering off;
+    }
+  }
+}
+EOF
+mkdir -p tmp
+nginx -c "$W/nginx.conf" -p "$W" 2>/dev/null
+
+cat > kubeconfig <<EOF
+apiVersion: v1
+kind: Config
+current-context: bench
+contexts: [{name: bench, context: {cluster: nginx, user: none}}]
+clusters: [{name: nginx, cluster: {server: "https://127.0.0.1:$UP", certificate-authority: $W/ca.crt}}]
+users: [{name: none, user: {}}]
+EOF
+cat > config.yaml <<EOF
+listen: {address: 127.0.0.1, port: $KP}
+tls: {ca_cert: $W/ca.crt, cert: $W/server.crt, key: $W/server.key}
+upstream: {kubeconfig: $W/kubeconfig}
+identity: {agents: [{name: bench, token_sha256: $TOKEN_SHA}]}
+attribution: "off"
+metrics: {enabled: false}
+log: {level: warn}
+EOF
+"$KSCRIBE" serve --home "$W" --config "$W/config.yaml" 2>"$W/kscribe.log" &
+KPID=$!; PIDS+=("$KPID")
+sleep 0.5; kill -0 "$KPID" 2>/dev/null || { echo "kscribe did not start:"; cat "$W/kscribe.log"; exit 1; }
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$KP) 2>/dev/null && break; sleep 0.1; done
+
+# --- wrk ----------------------------------------------------------------------------------
+run_wrk() {  # name port file
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" \
+        "https://127.0.0.1:$2/$3" 2>&1)
+  local rps p50 p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  printf "%-14s %-8s %12s %10s %10s %s\n" "$1" "$3" "$rps" "$p50" "$p99" "${non2xx:+non2xx=$non2xx}"
+  echo "$1 $3 $rps $p50 $p99" >> "$W/results"
+}
+echo "== wrk: $THREADS threads, $CONNS connections, $DURATION each =="
+printf "%-14s %-8s %12s %10s %10s\n" target file req/s p50 p99
+for f in 4k.json 1m.json; do
+  run_wrk direct "$UP" "$f"
+  run_wrk nginx-proxy "$NGP" "$f"
+  run_wrk kscribe "$KP" "$f"
+done
+$PY - "$W/results" <<'EOF'
+import sys
+def ms(v):
+    for u, f in (("us", 1e-3), ("ms", 1), ("s", 1e3)):
+        if v.endswith(u) and not (u == "s" and v.endswith(("us", "ms"))):
+            return float(v[:-len(u)]) * f
+    return float("nan")
+r = {}
+for line in open(sys.argv[1]):
+    n, f, rps, p50, p99 = line.split()
+    r[(n, f)] = (float(rps), ms(p50), ms(p99))
+print("== ratios ==")
+for f in ("4k.json", "1m.json"):
+    k, n, d = r[("kscribe", f)], r[("nginx-proxy", f)], r[("direct", f)]
+    print("%-8s kscribe/nginx-proxy req/s %.2fx   kscribe/direct %.2fx   p99 kscribe %.2fms vs nginx-proxy %.2fms (target <= +1ms: %s)"
+          % (f, k[0] / n[0], k[0] / d[0], k[2], n[2], "ok" if k[2] <= n[2] + 1 else "MISSED"))
+    if f == "4k.json":
+        print("         target kscribe >= 1.0x nginx-proxy req/s: %s" % ("ok" if k[0] >= n[0] else "MISSED"))
+EOF
+
+# --- 1 GB to a slow reader ----------------------------------------------------------------
+echo "== 1 GB response to a slow reader (1 MB/s for 8 s, then full speed) =="
+$PY - "$KP" "$TOKEN" "$KPID" <<'EOF'
+import socket, ssl, sys, time
+port, token, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def rss(field):
+    for l in open("/proc/%s/status" % pid):
+        if l.startswith(field): return int(l.split()[1]) // 1024
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+s.sendall(("GET /1g.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % token).encode())
+start = rss("VmRSS"); got = 0; t0 = time.time(); peak = 0
+while time.time() - t0 < 8:
+    got += len(s.recv(65536)); time.sleep(0.06); peak = max(peak, rss("VmRSS"))
+while True:
+    b = s.recv(1 << 20)
+    if not b: break
+    got += len(b)
+    if got >= (1 << 30): break
+    if got % (64 << 20) < (1 << 20): peak = max(peak, rss("VmRSS"))
+print("received %d MB in %.1fs; kscribe RSS before %d MB, peak while streaming %d MB (VmHWM %d MB; target < 64 MB)"
+      % (got >> 20, time.time() - t0, start, peak, rss("VmHWM")))
+EOF
+
+# --- 1,000 open watches -------------------------------------------------------------------
+echo "== 1,000 open watches through kscribe =="
+WP=$(freeport); KP2=$(freeport)
+$PY - "$WP" "$W" <<'EOF' &
+# A small upstream that answers every request with a chunked stream and holds it open.
+import asyncio, ssl, sys
+port, w = int(sys.argv[1]), sys.argv[2]
+async def handle(r, wr):
+    try:
+        while (await r.readline()) not in (b"\r\n", b""): pass
+        wr.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"11\r\n{\"type\":\"ADDED\"}\n\r\n")
+        await wr.drain()
+        await asyncio.sleep(120)
+    except Exception: pass
+    finally: wr.close()
+async def main():
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(w + "/server.crt", w + "/server.key")
+    srv = await asyncio.start_server(handle, "127.0.0.1", port, ssl=ctx, backlog=2048)
+    async with srv: await asyncio.sleep(150)
+asyncio.run(main())
+EOF
+PIDS+=("$!")
+sed "s/127.0.0.1:$UP/127.0.0.1:$WP/" kubeconfig > kubeconfig-watch
+sed "s/port: $KP/port: $KP2/; s#$W/kubeconfig#$W/kubeconfig-watch#" config.yaml > config-watch.yaml
+"$KSCRIBE" serve --home "$W" --config "$W/config-watch.yaml" 2>"$W/kscribe-watch.log" &
+K2=$!; PIDS+=("$K2")
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$KP2) 2>/dev/null && break; sleep 0.1; done
+sleep 0.5
+ulimit -n 8192 || true
+$PY - "$KP2" "$TOKEN" "$K2" <<'EOF'
+import asyncio, ssl, sys, time
+port, token, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def rss():
+    for l in open("/proc/%s/status" % pid):
+        if l.startswith("VmRSS"): return int(l.split()[1]) // 1024
+async def watch(ctx, opened):
+    r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+    w.write(("GET /api/v1/configmaps?watch=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % token).encode())
+    data = b""
+    while b"ADDED" not in data:
+        chunk = await r.read(4096)
+        if not chunk: raise RuntimeError("closed")
+        data += chunk
+    opened.append(1)
+    await asyncio.sleep(30)
+    w.close()
+async def main():
+    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    before = rss(); opened = []
+    tasks = []
+    for i in range(1000):
+        tasks.append(asyncio.create_task(watch(ctx, opened)))
+        if i % 50 == 49: await asyncio.sleep(0.05)
+    t0 = time.time()
+    while len(opened) < 1000 and time.time() - t0 < 60: await asyncio.sleep(0.2)
+    await asyncio.sleep(1)
+    print("%d watches open; kscribe RSS %d MB (idle before: %d MB; target < 200 MB)" % (len(opened), rss(), before))
+    for t in tasks: t.cancel()
+asyncio.run(main())
+EOF
