@@ -26,6 +26,7 @@ int run(int argc, char** argv) {
   addConfig(app, runner);
   addServe(app, runner);
   addSessions(app, runner);
+  addDemo(app, runner);
   addAudit(app, runner);
   addInit(app, runner);
   addAgent(app, runner);

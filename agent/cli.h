@@ -36,6 +36,7 @@ void addVersion(CLI::App& app, Runner& run);
 void addConfig(CLI::App& app, Runner& run);
 void addServe(CLI::App& app, Runner& run);
 void addSessions(CLI::App& app, Runner& run);
+void addDemo(CLI::App& app, Runner& run);
 void addAudit(CLI::App& app, Runner& run);
 void addInit(CLI::App& app, Runner& run);
 void addAgent(CLI::App& app, Runner& run);
