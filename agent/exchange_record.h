@@ -25,7 +25,8 @@ struct SessionInfo {
   std::string auth_method;
   std::chrono::system_clock::time_point started;
   std::string date;  // UTC YYYY-MM-DD of `started`; the directory the files live in
-  std::shared_ptr<const proxy::Attribution> process;  // the process of the first request
+  std::shared_ptr<const proxy::Attribution> process;        // the process of the first request
+  std::shared_ptr<const proxy::VerifiedIdentity> verified;  // the identity check's outcome, if any
   std::filesystem::path jsonl, manifest, open_marker;
 };
 

@@ -79,8 +79,14 @@ ojson identityJson(const SessionInfo& s) {
                    {"auth_method", nullIfEmpty<ojson>(s.auth_method)},
                    {"workload_kind", s.key.workload_kind},
                    {"workload", s.key.workload},
-                   // Issue 6 replaces this with the selector check's outcome.
-                   {"verification", "unverified"}};
+                   // No identity check configured: nothing bound the credential to a workload.
+                   {"verification", s.verified ? s.verified->verification : "unverified"}};
+  if (s.verified) {
+    m["identity"]["verification_reason"] = s.verified->reason;
+    m["identity"]["pod_namespace"] = nullIfEmpty<ojson>(s.verified->pod_namespace);
+    m["identity"]["pod_name"] = nullIfEmpty<ojson>(s.verified->pod_name);
+    m["identity"]["pod_service_account"] = nullIfEmpty<ojson>(s.verified->pod_service_account);
+  }
   m["process"] = processJson<ojson>(s.process.get());
   m["date"] = s.date;
   m["started"] = formatTimestamp(s.started);

@@ -219,6 +219,7 @@ std::shared_ptr<Recorder::Session> Recorder::sessionFor(const proxy::ConnectionI
   info->key = key;
   info->spiffe_id = connection.spiffe_id;
   info->auth_method = connection.auth_method;
+  info->verified = connection.identity;
   info->started = clock_.wallNow();
   info->date = utcStamp(info->started, "%Y-%m-%d");
   char rnd[9];
