@@ -93,9 +93,6 @@ def test_token_context_and_bad_credentials(envs, workdir):
     assert "You must be logged in to the server" in bad.stderr, bad
 
 
-@pytest.mark.xfail(strict=True, reason="proxy bug: when the client of a streaming response (a "
-                   "watch) goes away, kscribe keeps the upstream request open until the next "
-                   "upstream byte, so SIGTERM waits out the whole shutdown grace")
 def test_abandoned_watch_is_released(workdir):
     """A watch whose client has gone must not hold kscribe (or the API server) open."""
     upstream = harness.ApiServer(os.path.join(workdir, "apiserver-abandon"))
