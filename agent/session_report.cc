@@ -24,17 +24,6 @@ std::string sizeOrDash(std::uint64_t n) { return n == 0 ? "-" : humanBytes(n); }
 
 const char* tierColor(int t) { return t >= 0 && t <= 4 ? kTierColors[t] : "#888"; }
 
-std::string str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return (it != j.end() && it->is_string()) ? it->get<std::string>() : std::string();
-}
-
-template <class T>
-T num(const json& j, const char* key, T fallback = 0) {
-  auto it = j.find(key);
-  return (it != j.end() && it->is_number()) ? it->get<T>() : fallback;
-}
-
 std::string fmt(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f", v);
@@ -100,19 +89,19 @@ void row(std::ostream& out, const char* label, const std::string& value_html) {
 
 std::string processHtml(const json& p) {
   if (!p.is_object()) return "<span class=\"dim\">not recorded</span>";
-  const std::string status = str(p, "attribution");
+  const std::string status = jsonStr(p, "attribution");
   if (status != "attributed")
     return "<span class=\"dim\">" + htmlEscape(status.empty() ? "unknown" : status) + "</span>";
-  std::string s = "<b>" + htmlEscape(str(p, "comm")) + "</b> pid " +
-                  std::to_string(num<long long>(p, "tgid")) + " &middot; uid " +
-                  std::to_string(num<long long>(p, "uid")) + " gid " +
-                  std::to_string(num<long long>(p, "gid")) + " &middot; <code>" +
-                  htmlEscape(str(p, "exe")) + "</code>";
-  if (auto c = str(p, "cgroup_path"); !c.empty())
+  std::string s = "<b>" + htmlEscape(jsonStr(p, "comm")) + "</b> pid " +
+                  std::to_string(jsonNum<long long>(p, "tgid")) + " &middot; uid " +
+                  std::to_string(jsonNum<long long>(p, "uid")) + " gid " +
+                  std::to_string(jsonNum<long long>(p, "gid")) + " &middot; <code>" +
+                  htmlEscape(jsonStr(p, "exe")) + "</code>";
+  if (auto c = jsonStr(p, "cgroup_path"); !c.empty())
     s += " &middot; cgroup <code>" + htmlEscape(c) + "</code>";
-  if (auto c = str(p, "container_id"); !c.empty())
+  if (auto c = jsonStr(p, "container_id"); !c.empty())
     s += " &middot; container <code>" + htmlEscape(c.substr(0, 12)) + "</code>";
-  if (auto u = str(p, "pod_uid"); !u.empty())
+  if (auto u = jsonStr(p, "pod_uid"); !u.empty())
     s += " &middot; pod <code>" + htmlEscape(u) + "</code>";
   if (auto it = p.find("exited"); it != p.end() && it->is_boolean() && it->get<bool>())
     s += " <span class=\"dim\">(exited)</span>";
@@ -241,11 +230,11 @@ void writeHtmlReport(std::ostream& out, const SessionSummary& s, const std::vect
   // Time span of the axis: from the session's start to its end or the last response.
   double span = std::max(1.0, msSince(s.started, end_ts));
   for (const auto& r : records)
-    span = std::max(
-        span, msSince(s.started, str(r, "timestamp")) + num<double>(r, "latency_us") / 1000.0);
+    span = std::max(span, msSince(s.started, jsonStr(r, "timestamp")) +
+                              jsonNum<double>(r, "latency_us") / 1000.0);
   int counts[5] = {0, 0, 0, 0, 0};
   for (const auto& r : records) {
-    int t = num<int>(r, "tier", -1);
+    int t = jsonNum<int>(r, "tier", -1);
     if (t >= 0 && t <= 4) ++counts[t];
   }
 
@@ -263,10 +252,10 @@ void writeHtmlReport(std::ostream& out, const SessionSummary& s, const std::vect
       << "</span> <span class=\"badge st-" << htmlEscape(s.status) << "\" id=\"session-status\">"
       << htmlEscape(s.status) << "</span></h1>\n<div class=\"card\"><table class=\"ident\">\n";
   std::string agent = "<b>" + htmlEscape(s.agent) + "</b>";
-  if (auto sp = str(ident, "spiffe_id"); !sp.empty())
+  if (auto sp = jsonStr(ident, "spiffe_id"); !sp.empty())
     agent += " &middot; <code>" + htmlEscape(sp) + "</code>";
-  if (auto a = str(ident, "auth_method"); !a.empty()) agent += " &middot; " + htmlEscape(a);
-  if (auto v = str(ident, "verification"); !v.empty())
+  if (auto a = jsonStr(ident, "auth_method"); !a.empty()) agent += " &middot; " + htmlEscape(a);
+  if (auto v = jsonStr(ident, "verification"); !v.empty())
     agent += " &middot; <span class=\"dim\">" + htmlEscape(v) + "</span>";
   row(out, "Agent", agent);
   row(out, "Workload",
@@ -277,7 +266,7 @@ void writeHtmlReport(std::ostream& out, const SessionSummary& s, const std::vect
   std::string procs = processHtml(m.is_object() ? m.value("process", json()) : json());
   if (auto ps = m.find("processes"); ps != m.end() && ps->is_array() && ps->size() > 1) {
     for (const auto& p : *ps) procs += "<br>" + processHtml(p);
-    if (auto more = num<long long>(m, "more_processes"); more > 0)
+    if (auto more = jsonNum<long long>(m, "more_processes"); more > 0)
       procs += "<br><span class=\"dim\">and " + std::to_string(more) + " more</span>";
   }
   row(out, "Process", procs);
@@ -292,9 +281,9 @@ void writeHtmlReport(std::ostream& out, const SessionSummary& s, const std::vect
                : "<span class=\"badge t" + std::to_string(s.highest_tier) + "\">" +
                      std::to_string(s.highest_tier) + " " + tierLabel(s.highest_tier) + "</span>") +
           " &middot; " + htmlEscape(humanBytes(s.bytes)));
-  if (auto lost = num<long long>(m, "lost_records"); lost > 0)
+  if (auto lost = jsonNum<long long>(m, "lost_records"); lost > 0)
     row(out, "Lost", "<b>" + std::to_string(lost) + " exchanges could not be written</b>");
-  if (auto sha = str(m, "sha256"); !sha.empty())
+  if (auto sha = jsonStr(m, "sha256"); !sha.empty())
     row(out, "SHA-256", "<code>" + htmlEscape(sha) + "</code>");
   row(out, "File", "<code>" + htmlEscape(s.jsonl.string()) + "</code>");
   out << "</table></div>\n";
@@ -326,18 +315,18 @@ void writeHtmlReport(std::ostream& out, const SessionSummary& s, const std::vect
         << "</text>\n";
   }
   for (const auto& r : records) {
-    int t = num<int>(r, "tier", -1);
+    int t = jsonNum<int>(r, "tier", -1);
     if (t < 0 || t > 4) continue;
-    const auto seq = num<long long>(r, "seq");
-    double x = kAxisLeft + msSince(s.started, str(r, "timestamp")) / span * width;
-    double w = std::max(3.0, num<double>(r, "latency_us") / 1000.0 / span * width);
+    const auto seq = jsonNum<long long>(r, "seq");
+    double x = kAxisLeft + msSince(s.started, jsonStr(r, "timestamp")) / span * width;
+    double w = std::max(3.0, jsonNum<double>(r, "latency_us") / 1000.0 / span * width);
     w = std::min(w, kAxisRight - x + 3);
     double y = kTop + (4 - t) * kLaneHeight + 5;
     out << "<a href=\"#r-" << seq << "\" data-seq=\"" << seq << "\" data-tier=\"" << t
         << "\"><rect x=\"" << fmt(x) << "\" y=\"" << fmt(y) << "\" width=\"" << fmt(w)
         << "\" height=\"" << kLaneHeight - 10 << "\" rx=\"2\" fill=\"" << tierColor(t)
-        << "\" fill-opacity=\"0.85\"><title>#" << seq << " " << htmlEscape(str(r, "method")) << " "
-        << htmlEscape(str(r, "path")) << " → " << num<long long>(r, "status") << " ("
+        << "\" fill-opacity=\"0.85\"><title>#" << seq << " " << htmlEscape(jsonStr(r, "method"))
+        << " " << htmlEscape(jsonStr(r, "path")) << " → " << jsonNum<long long>(r, "status") << " ("
         << tierLabel(t) << ")</title></rect></a>\n";
   }
   out << "</svg></div>\n";
@@ -352,16 +341,16 @@ void writeHtmlReport(std::ostream& out, const SessionSummary& s, const std::vect
       << "<th>Flags</th></tr></thead>\n<tbody>\n";
   std::size_t done = 0;
   for (const auto& r : records) {
-    int t = num<int>(r, "tier", -1);
-    const auto seq = num<long long>(r, "seq");
-    const std::string ts = str(r, "timestamp");
-    std::string path = str(r, "path");
-    if (auto q = str(r, "query"); !q.empty()) path += "?" + q;
-    const auto status_code = num<long long>(r, "status");
+    int t = jsonNum<int>(r, "tier", -1);
+    const auto seq = jsonNum<long long>(r, "seq");
+    const std::string ts = jsonStr(r, "timestamp");
+    std::string path = jsonStr(r, "path");
+    if (auto q = jsonStr(r, "query"); !q.empty()) path += "?" + q;
+    const auto status_code = jsonNum<long long>(r, "status");
     out << "<tr id=\"r-" << seq << "\" data-tier=\"" << t << "\"><td class=\"num\">" << seq
         << "</td><td class=\"mono\" title=\"" << htmlEscape(ts) << "\">"
         << htmlEscape(ts.size() >= 23 ? ts.substr(11, 12) : ts) << "</td><td class=\"mono\">"
-        << htmlEscape(str(r, "method")) << "</td><td class=\"path\"><details><summary>"
+        << htmlEscape(jsonStr(r, "method")) << "</td><td class=\"path\"><details><summary>"
         << htmlEscape(path) << "</summary>";
     if (auto e = r.find("error"); e != r.end() && e->is_string())
       out << "<div class=\"body\"><div class=\"note\">error</div><pre>"
@@ -376,9 +365,9 @@ void writeHtmlReport(std::ostream& out, const SessionSummary& s, const std::vect
     }
     out << "</details></td><td class=\"num\">" << (status_code ? std::to_string(status_code) : "-")
         << "</td><td class=\"tier\"><span class=\"t" << t << "\">" << t << " " << tierLabel(t)
-        << "</span></td><td class=\"num\">" << humanLatency(num<std::uint64_t>(r, "latency_us"))
-        << "</td><td class=\"num\">" << sizeOrDash(num<std::uint64_t>(r, "request_body_size"))
-        << "</td><td class=\"num\">" << sizeOrDash(num<std::uint64_t>(r, "response_body_size"))
+        << "</span></td><td class=\"num\">" << humanLatency(jsonNum<std::uint64_t>(r, "latency_us"))
+        << "</td><td class=\"num\">" << sizeOrDash(jsonNum<std::uint64_t>(r, "request_body_size"))
+        << "</td><td class=\"num\">" << sizeOrDash(jsonNum<std::uint64_t>(r, "response_body_size"))
         << "</td><td>";
     for (const auto& f : recordFlags(r)) {
       std::string cls = "flag";

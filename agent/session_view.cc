@@ -27,17 +27,6 @@ const char* tierColor(int tier) {
   }
 }
 
-std::string str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return (it != j.end() && it->is_string()) ? it->get<std::string>() : std::string();
-}
-
-template <class T>
-T num(const json& j, const char* key, T fallback = 0) {
-  auto it = j.find(key);
-  return (it != j.end() && it->is_number()) ? it->get<T>() : fallback;
-}
-
 bool flag(const json& j, const std::string& key) {
   auto it = j.find(key);
   return it != j.end() && it->is_boolean() && it->get<bool>();
@@ -100,20 +89,21 @@ class Table {
 
 std::string processLine(const json& p) {
   if (!p.is_object()) return "not recorded";
-  const std::string status = str(p, "attribution");
+  const std::string status = jsonStr(p, "attribution");
   if (status != "attributed") return status.empty() ? "unknown" : status;
-  std::string s = str(p, "comm") + " (pid " + std::to_string(num<long long>(p, "tgid")) + ", uid " +
-                  std::to_string(num<long long>(p, "uid")) + ") " + str(p, "exe");
-  if (auto c = str(p, "container_id"); !c.empty()) s += " container " + c.substr(0, 12);
-  if (auto u = str(p, "pod_uid"); !u.empty()) s += " pod " + u;
-  if (auto cg = str(p, "cgroup_path"); !cg.empty()) s += " cgroup " + cg;
+  std::string s = jsonStr(p, "comm") + " (pid " + std::to_string(jsonNum<long long>(p, "tgid")) +
+                  ", uid " + std::to_string(jsonNum<long long>(p, "uid")) + ") " +
+                  jsonStr(p, "exe");
+  if (auto c = jsonStr(p, "container_id"); !c.empty()) s += " container " + c.substr(0, 12);
+  if (auto u = jsonStr(p, "pod_uid"); !u.empty()) s += " pod " + u;
+  if (auto cg = jsonStr(p, "cgroup_path"); !cg.empty()) s += " cgroup " + cg;
   if (flag(p, "exited")) s += " (exited)";
   return safeText(s);
 }
 
 std::string pathWithQuery(const json& r) {
-  std::string p = str(r, "path");
-  if (auto q = str(r, "query"); !q.empty()) p += "?" + q;
+  std::string p = jsonStr(r, "path");
+  if (auto q = jsonStr(r, "query"); !q.empty()) p += "?" + q;
   return safeText(p);
 }
 
@@ -238,13 +228,14 @@ std::vector<std::string> recordFlags(const json& r) {
   for (const auto& [side, label] : {std::pair{"request", "req"}, std::pair{"response", "resp"}}) {
     const std::string p = std::string(side) + "_body_";
     if (flag(r, p + "redacted")) {
-      auto n = num<long long>(r, (p + "redactions").c_str());
+      auto n = jsonNum<long long>(r, (p + "redactions").c_str());
       f.push_back(std::string(label) + ":redacted" + (n > 0 ? "(" + std::to_string(n) + ")" : ""));
     }
     if (flag(r, p + "truncated")) f.push_back(std::string(label) + ":truncated");
     if (auto it = r.find(p + "omitted"); it != r.end() && it->is_string())
       f.push_back(std::string(label) + ":omitted");
-    if (str(r, (p + "encoding").c_str()) == "base64") f.push_back(std::string(label) + ":base64");
+    if (jsonStr(r, (p + "encoding").c_str()) == "base64")
+      f.push_back(std::string(label) + ":base64");
   }
   if (auto it = r.find("error"); it != r.end() && it->is_string()) f.push_back("error");
   return f;
@@ -258,9 +249,9 @@ void printSession(std::ostream& out, const SessionSummary& s, const std::vector<
   if (!s.close_reason.empty()) status += ": " + s.close_reason;
   out << "session   " << safeText(s.id) << "  (" << status << ")\n";
   std::string agent = safeText(s.agent);
-  if (auto sp = str(ident, "spiffe_id"); !sp.empty()) agent += "  " + safeText(sp);
-  std::string how = str(ident, "auth_method");
-  if (auto v = str(ident, "verification"); !v.empty()) how += (how.empty() ? "" : ", ") + v;
+  if (auto sp = jsonStr(ident, "spiffe_id"); !sp.empty()) agent += "  " + safeText(sp);
+  std::string how = jsonStr(ident, "auth_method");
+  if (auto v = jsonStr(ident, "verification"); !v.empty()) how += (how.empty() ? "" : ", ") + v;
   if (!how.empty()) agent += "  (" + safeText(how) + ")";
   out << "agent     " << agent << "\n";
   out << "workload  " << safeText(s.workload_kind.empty() ? "-" : s.workload_kind)
@@ -269,7 +260,7 @@ void printSession(std::ostream& out, const SessionSummary& s, const std::vector<
   out << "process   " << processLine(m.is_object() ? m.value("process", json()) : json()) << "\n";
   if (auto ps = m.find("processes"); ps != m.end() && ps->is_array() && ps->size() > 1) {
     for (const auto& p : *ps) out << "          " << processLine(p) << "\n";
-    if (auto more = num<long long>(m, "more_processes"); more > 0)
+    if (auto more = jsonNum<long long>(m, "more_processes"); more > 0)
       out << "          and " << more << " more\n";
   }
   const std::string end = s.ended.empty() ? s.last_activity : s.ended;
@@ -279,24 +270,24 @@ void printSession(std::ostream& out, const SessionSummary& s, const std::vector<
       << (s.highest_tier < 0 ? "-"
                              : std::to_string(s.highest_tier) + " " + tierLabel(s.highest_tier))
       << ", " << humanBytes(s.bytes) << "\n";
-  if (auto lost = num<long long>(m, "lost_records"); lost > 0)
+  if (auto lost = jsonNum<long long>(m, "lost_records"); lost > 0)
     out << "LOST      " << lost << " exchanges could not be written\n";
   out << "file      " << s.jsonl.string() << "\n\n";
 
   Table t({"SEQ", "TIME", "METHOD", "PATH", "STATUS", "TIER", "LATENCY", "REQ", "RESP", "FLAGS"});
   for (const auto& r : records) {
-    int tier = num<int>(r, "tier", -1);
+    int tier = jsonNum<int>(r, "tier", -1);
     auto flags = recordFlags(r);
     std::string fl;
     for (const auto& f : flags) fl += (fl.empty() ? "" : " ") + f;
-    const auto status_code = num<long long>(r, "status");
-    t.add({std::to_string(num<long long>(r, "seq")), clockTime(str(r, "timestamp")),
-           safeText(str(r, "method")), pathWithQuery(r),
+    const auto status_code = jsonNum<long long>(r, "status");
+    t.add({std::to_string(jsonNum<long long>(r, "seq")), clockTime(jsonStr(r, "timestamp")),
+           safeText(jsonStr(r, "method")), pathWithQuery(r),
            status_code == 0 ? "-" : std::to_string(status_code),
            std::to_string(tier) + " " + tierLabel(tier),
-           humanLatency(num<std::uint64_t>(r, "latency_us")),
-           sizeOrDash(num<std::uint64_t>(r, "request_body_size")),
-           sizeOrDash(num<std::uint64_t>(r, "response_body_size")), fl},
+           humanLatency(jsonNum<std::uint64_t>(r, "latency_us")),
+           sizeOrDash(jsonNum<std::uint64_t>(r, "request_body_size")),
+           sizeOrDash(jsonNum<std::uint64_t>(r, "response_body_size")), fl},
           tier);
   }
   t.print(out, options.color);
@@ -304,13 +295,13 @@ void printSession(std::ostream& out, const SessionSummary& s, const std::vector<
 
 std::string bodyText(const json& r, const std::string& side, std::string* note) {
   const std::string p = side + "_body";
-  const auto size = num<std::uint64_t>(r, (p + "_size").c_str());
-  const std::string ctype = str(r, (side + "_content_type").c_str());
-  const std::string enc = str(r, (p + "_encoding").c_str());
+  const auto size = jsonNum<std::uint64_t>(r, (p + "_size").c_str());
+  const std::string ctype = jsonStr(r, (side + "_content_type").c_str());
+  const std::string enc = jsonStr(r, (p + "_encoding").c_str());
   std::string n = humanBytes(size) + " on the wire";
   if (!ctype.empty()) n = ctype + ", " + n;
   if (flag(r, p + "_redacted")) {
-    auto k = num<long long>(r, (p + "_redactions").c_str());
+    auto k = jsonNum<long long>(r, (p + "_redactions").c_str());
     n += ", redacted" + (k > 0 ? " (" + std::to_string(k) + " values)" : std::string());
   }
   if (flag(r, p + "_truncated")) n += ", truncated";
@@ -335,14 +326,15 @@ std::string bodyText(const json& r, const std::string& side, std::string* note) 
 }
 
 void printExchange(std::ostream& out, const json& r, const ViewOptions& options) {
-  int tier = num<int>(r, "tier", -1);
+  int tier = jsonNum<int>(r, "tier", -1);
   const char* c = options.color ? tierColor(tier) : "";
-  const auto status_code = num<long long>(r, "status");
-  out << (*c ? c : "") << "#" << num<long long>(r, "seq") << " " << safeText(str(r, "method"))
-      << " " << pathWithQuery(r) << "  " << (status_code == 0 ? "-" : std::to_string(status_code))
-      << "  " << tier << " " << tierLabel(tier) << (*c ? kReset : "") << "\n";
-  out << "time " << str(r, "timestamp") << ", latency "
-      << humanLatency(num<std::uint64_t>(r, "latency_us"));
+  const auto status_code = jsonNum<long long>(r, "status");
+  out << (*c ? c : "") << "#" << jsonNum<long long>(r, "seq") << " "
+      << safeText(jsonStr(r, "method")) << " " << pathWithQuery(r) << "  "
+      << (status_code == 0 ? "-" : std::to_string(status_code)) << "  " << tier << " "
+      << tierLabel(tier) << (*c ? kReset : "") << "\n";
+  out << "time " << jsonStr(r, "timestamp") << ", latency "
+      << humanLatency(jsonNum<std::uint64_t>(r, "latency_us"));
   auto flags = recordFlags(r);
   if (!flags.empty()) {
     out << ", flags:";

@@ -14,6 +14,19 @@
 
 namespace kscribe {
 
+/// A string field of a recorded JSON object, or "" when absent or not a string.
+inline std::string jsonStr(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return (it != j.end() && it->is_string()) ? it->get<std::string>() : std::string();
+}
+
+/// A numeric field of a recorded JSON object, or `fallback`.
+template <class T>
+T jsonNum(const nlohmann::json& j, const char* key, T fallback = 0) {
+  auto it = j.find(key);
+  return (it != j.end() && it->is_number()) ? it->get<T>() : fallback;
+}
+
 struct ViewOptions {
   bool color = false;  // ANSI colours by tier
 };
