@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -25,6 +26,13 @@
 #include "proxy/server.h"
 
 namespace kscribe {
+namespace {
+
+constexpr const char* kSpoolFullMessage =
+    "kscribe's shipping spool is full (central storage has not confirmed the uploads yet), and "
+    "it does not accept requests it may not be able to keep; try again later";
+
+}  // namespace
 
 int runDaemon(const Config& config) {
   log::setLevel(log::parseLevel(config.log.level));
@@ -87,6 +95,15 @@ int runDaemon(const Config& config) {
       log::error("shipping: session " + s.session_id + " not spooled: " + error);
     }
   });
+  // A full spool under on_spool_full: reject refuses new requests with 503 and a Status body,
+  // through the recorder's refusal path (audited as denied). Sessions already open still close
+  // into the spool; once uploads drain it below the bound, requests are admitted again.
+  if (shipper && config.shipping.on_spool_full == "reject") {
+    recorder.setAdmission([s = shipper.get()]() -> std::optional<proxy::Refusal> {
+      if (s->accepting()) return std::nullopt;
+      return proxy::Refusal{503, "ServiceUnavailable", kSpoolFullMessage};
+    });
+  }
   recorder.start();
   if (shipper) shipper->start();
 
@@ -107,6 +124,13 @@ int runDaemon(const Config& config) {
   boost::asio::io_context io;
   // Probes answer from here on; /readyz stays 503 until the proxy and attribution say ready.
   auto metrics_runtime = startMetrics(config, io);
+  if (metrics_runtime && shipper) {
+    health().addReadiness("spool", [s = shipper.get(), max = config.shipping.spool_max_size.text] {
+      return s->accepting() ? std::string()
+                            : "spool full (shipping.spool_max_size " + max +
+                                  "): waiting for uploads to central storage";
+    });
+  }
   if (attribution.loader) health().setCondition(kReadyAttribution, true);  // attached above
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int signo) {

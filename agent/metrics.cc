@@ -443,7 +443,13 @@ KscribeMetrics::KscribeMetrics(Registry& r)
               .get()),
       spool_bytes(
           r.gauge("kscribe_spool_bytes", "Bytes waiting in the spool for upload confirmation.")
-              .get()) {}
+              .get()),
+      spool_accepting(r.gauge("kscribe_spool_accepting",
+                              "1 while new requests are accepted; 0 while the spool is full "
+                              "under shipping.on_spool_full: reject (503).")
+                          .get()) {
+  spool_accepting.set(1);
+}
 
 Counter& KscribeMetrics::request(std::string_view agent, unsigned tier, unsigned status) {
   char t[12], s[12];

@@ -220,6 +220,7 @@ struct KscribeMetrics {
   Counter& upload_failure;
   Counter& upload_retries;  // kscribe_upload_retries_total
   Gauge& spool_bytes;       // kscribe_spool_bytes
+  Gauge& spool_accepting;   // kscribe_spool_accepting: 0 while a full spool refuses requests
 
   /// requests{agent,tier,status} without allocating once the series exists.
   Counter& request(std::string_view agent, unsigned tier, unsigned status);

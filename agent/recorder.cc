@@ -150,6 +150,8 @@ Recorder::Recorder(RecorderOptions options, Clock& clock)
 
 Recorder::~Recorder() { shutdown(); }
 
+void Recorder::setAdmission(Admission admission) { admission_ = std::move(admission); }
+
 void Recorder::onSessionClosed(SessionClosedHandler handler) {
   handlers_.push_back(std::move(handler));
 }
@@ -245,8 +247,19 @@ proxy::Tap::Begin Recorder::begin(const proxy::ConnectionInfo& connection,
   Begin begin;
   ExchangeRecord rec = skeleton(connection, request, sessionKeyFor(connection));
   std::shared_ptr<Session> session;
+  std::optional<proxy::Refusal> refusal;
+  if (admission_) refusal = admission_();
   {
     std::lock_guard lk(mu_);
+    if (refusal) {
+      // Not admitted (the spool is full): refused before anything is forwarded, and audited.
+      rec.decision = "denied";
+      rec.status = refusal->status;
+      rec.message = refusal->message;
+      if (started_ && !stopped_) writer_.record(std::move(rec));
+      begin.refusal = std::move(refusal);
+      return begin;
+    }
     const bool can_record = started_ && !stopped_ && writer_.healthy();
     if (!can_record && (options_.reject_on_failure || stopped_ || !started_)) {
       begin.refusal = proxy::Refusal{503, "ServiceUnavailable", kRefusalMessage};

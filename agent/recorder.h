@@ -7,9 +7,11 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -48,6 +50,12 @@ class Recorder : public proxy::Tap {
 
   /// Subscribes to closed sessions (the shipper). Call before start(); runs on the writer thread.
   void onSessionClosed(SessionClosedHandler handler);
+  /// Asked before every new exchange (from the proxy's strands: cheap, thread-safe, never
+  /// blocking); a Refusal is answered to the client and audited as denied, like a recording
+  /// failure. The daemon uses it for a full spool under shipping.on_spool_full: reject. Call
+  /// before start().
+  using Admission = std::function<std::optional<proxy::Refusal>()>;
+  void setAdmission(Admission admission);
   /// Recovers what a crash left open and starts writing. Throws on a broken audit chain.
   void start();
   /// Closes every session, writes and syncs everything, stops the writer. Idempotent.
@@ -91,6 +99,7 @@ class Recorder : public proxy::Tap {
   Clock& clock_;
   RecordWriter writer_;
   std::vector<SessionClosedHandler> handlers_;
+  Admission admission_;
 
   mutable std::mutex mu_;
   std::map<SessionKey, std::shared_ptr<Session>> sessions_;

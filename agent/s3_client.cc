@@ -2,6 +2,8 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
@@ -101,6 +103,9 @@ struct Response {
   unsigned status = 0;
   std::string body;
   std::string etag;
+  // Set when the TLS handshake failed for a TLS reason (not a reset): why, in words. Such a
+  // failure does not heal by retrying (an untrusted or mismatched certificate).
+  std::string tls_error;
 };
 
 }  // namespace
@@ -164,14 +169,26 @@ struct S3Client::Impl {
       ec = {};
     } else {
       beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), *tls);
-      if (!SSL_set_tlsext_host_name(stream.native_handle(), req[http::field::host].data())) {
+      const std::string host = tlsHost(req);
+      // SNI carries a host name without the port, and never an IP literal (RFC 6066 3).
+      error_code ip_ec;
+      asio::ip::make_address(host, ip_ec);
+      if (ip_ec && !SSL_set_tlsext_host_name(stream.native_handle(), host.c_str())) {
         ec = error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
         co_return;
       }
-      stream.set_verify_callback(asio::ssl::host_name_verification(tlsHost(req)));
+      stream.set_verify_callback(asio::ssl::host_name_verification(host));
       beast::get_lowest_layer(stream).expires_after(opt.timeout);
       co_await stream.async_handshake(asio::ssl::stream_base::client, token);
-      if (ec) co_return;
+      if (ec) {
+        if (ec.category() == asio::error::get_ssl_category()) {
+          out.tls_error = ec.message();
+          const long verify = ::SSL_get_verify_result(stream.native_handle());
+          if (verify != X509_V_OK)
+            out.tls_error += std::string(": ") + ::X509_verify_cert_error_string(verify);
+        }
+        co_return;
+      }
       beast::get_lowest_layer(stream).expires_after(opt.timeout);
       co_await http::async_write(stream, req, token);
       if (ec) co_return;
@@ -245,6 +262,16 @@ struct S3Client::Impl {
     }
     S3Result r;
     r.attempts = 1;
+    if (ec && !res.tls_error.empty()) {
+      r.code = "TLS";
+      r.message = "TLS handshake with " + opt.endpoint + " failed: " + res.tls_error +
+                  " — check shipping.ca_file (" +
+                  (opt.ca_file.empty() ? std::string("unset: the system trust store")
+                                       : opt.ca_file.string()) +
+                  ") and that the endpoint's certificate names its host";
+      r.retryable = false;
+      return r;
+    }
     if (ec) {
       r.code = "Network";
       r.message = ec == beast::error::timeout ? "timed out talking to " + opt.endpoint

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "agent/metrics.h"
 #include "proxy/log.h"
 
 namespace kscribe {
@@ -59,8 +60,21 @@ Shipper::Shipper(const Config& config, std::unique_ptr<S3Client> client)
 
 Shipper::~Shipper() { stop(); }
 
+void Shipper::exportMetrics() {
+  auto& m = metrics::get();
+  m.spool_bytes.set(static_cast<std::int64_t>(spool_.bytes()));
+  m.spool_accepting.set(spool_.accepting() ? 1 : 0);
+  // The client counts retries; the metric is a counter: add what is new since the last export.
+  const std::uint64_t retries = client_->stats().retries;
+  std::lock_guard lock(status_mu_);
+  if (retries > exported_retries_) m.upload_retries.inc(retries - exported_retries_);
+  exported_retries_ = retries;
+}
+
 bool Shipper::sessionClosed(const ClosedSession& session, std::string* error) {
-  if (!spool_.add(session, error)) return false;
+  const bool added = spool_.add(session, error);
+  exportMetrics();
+  if (!added) return false;
   {
     std::lock_guard lock(mu_);
     woken_ = true;
@@ -79,6 +93,7 @@ std::size_t Shipper::drainOnce() {
       if (f.uploaded) continue;
       S3Result r = client_->putFile(f.key, e.dir / f.name, contentTypeFor(f.name));
       if (!r.ok) {
+        metrics::get().upload_failure.inc();
         std::lock_guard lock(status_mu_);
         ++status_.failed_uploads;
         status_.last_error = r.describe();
@@ -89,6 +104,7 @@ std::size_t Shipper::drainOnce() {
       }
       spool_.markUploaded(e, f.name);
       f.uploaded = true;
+      metrics::get().upload_success.inc();
       std::lock_guard lock(status_mu_);
       ++status_.uploaded_objects;
     }
@@ -98,6 +114,7 @@ std::size_t Shipper::drainOnce() {
     std::lock_guard lock(status_mu_);
     ++status_.uploaded_sessions;
   }
+  exportMetrics();
   return remaining;
 }
 
@@ -110,7 +127,8 @@ bool Shipper::uploadAuditHead() {
   std::tm tm{};
   ::gmtime_r(&t, &tm);
   std::strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  json j{{"cluster", spool_.layout().cluster},
+  json j{{"schema", "kscribe.audit-head/v1"},  // schemas/audit-head.schema.json
+         {"cluster", spool_.layout().cluster},
          {"node", spool_.layout().node},
          {"hash", head},
          {"audit_file_size", size},
@@ -118,12 +136,14 @@ bool Shipper::uploadAuditHead() {
   S3Result r =
       client_->putObject(spool_.layout().auditHeadKey(), j.dump() + "\n", "application/json");
   if (!r.ok) {
+    metrics::get().upload_failure.inc();
     std::lock_guard lock(status_mu_);
     status_.last_error = r.describe();
     log::error("shipper: audit head upload failed: " + r.describe());
     return false;
   }
   last_audit_head_ = head;
+  metrics::get().upload_success.inc();
   std::lock_guard lock(status_mu_);
   ++status_.audit_heads_uploaded;
   return true;
@@ -131,6 +151,7 @@ bool Shipper::uploadAuditHead() {
 
 void Shipper::start() {
   if (thread_.joinable()) return;
+  exportMetrics();
   stopping_ = false;
   thread_ = std::thread([this] { run(); });
 }

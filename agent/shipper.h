@@ -58,6 +58,8 @@ class Shipper : public SessionSink {
 
  private:
   void run();
+  /// Sets the spool gauges and adds new S3 retries to kscribe_upload_retries_total.
+  void exportMetrics();
 
   Config config_;
   std::unique_ptr<S3Client> client_;
@@ -70,6 +72,7 @@ class Shipper : public SessionSink {
   mutable std::mutex status_mu_;
   ShipperStatus status_;
   std::string last_audit_head_;
+  std::uint64_t exported_retries_ = 0;  // guarded by status_mu_
 };
 
 /// The last line's "hash" of a hash-chained audit log, or "" if the file is missing or empty.

@@ -18,6 +18,7 @@ using json = nlohmann::json;
 namespace {
 
 constexpr const char* kUploadedSuffix = ".uploaded";
+constexpr const char* kEntrySchema = "kscribe.spool-entry/v1";  // schemas/spool-entry.schema.json
 
 bool safeName(const std::string& s) {
   if (s.empty() || s.size() > 200 || s[0] == '.') return false;
@@ -87,6 +88,19 @@ Spool::Spool(fs::path dir, std::uint64_t max_bytes, std::string on_full, KeyLayo
   }
   bytes_ = scanBytes();
   std::ifstream(dir_ / "dropped") >> dropped_;
+  updateAcceptingLocked();
+}
+
+void Spool::updateAcceptingLocked() {
+  const bool accepting = on_full_ != "reject" || bytes_ < max_bytes_;
+  if (accepting_.exchange(accepting) == accepting) return;
+  if (accepting) {
+    log::info("spool: " + std::to_string(bytes_) + " bytes, below the bound (" +
+              std::to_string(max_bytes_) + "); accepting new requests again");
+  } else {
+    log::warn("spool: " + std::to_string(bytes_) + " bytes reached the bound (" +
+              std::to_string(max_bytes_) + "); refusing new requests until uploads catch up");
+  }
 }
 
 std::uint64_t Spool::scanBytes() const {
@@ -167,7 +181,8 @@ bool Spool::add(const ClosedSession& s, std::string* error) {
       linkOrCopy(s.manifest_file, tmp / m);
       files.push_back({{"name", m}, {"key", layout_.key(s.agent, s.started, m)}});
     }
-    json entry{{"session_id", s.session_id},
+    json entry{{"schema", kEntrySchema},
+               {"session_id", s.session_id},
                {"agent", s.agent},
                {"started",
                 std::chrono::duration_cast<std::chrono::milliseconds>(s.started.time_since_epoch())
@@ -179,6 +194,8 @@ bool Spool::add(const ClosedSession& s, std::string* error) {
       if (!out) throw std::runtime_error("cannot write entry.json");
     }
     fsyncPath(tmp / "entry.json", false);
+    // Counted as pending() and scanBytes() count it, so remove() subtracts what add() added.
+    incoming += fs::file_size(tmp / "entry.json");
     fsyncPath(tmp, true);
     fs::rename(tmp, dir_ / "pending" / id);
     fsyncPath(dir_ / "pending", true);
@@ -187,10 +204,7 @@ bool Spool::add(const ClosedSession& s, std::string* error) {
     return fail(std::string("cannot spool session: ") + e.what());
   }
   bytes_ += incoming;
-  if (bytes_ >= max_bytes_ && on_full_ == "reject") {
-    log::warn("spool: " + std::to_string(bytes_) + " bytes reached the bound (" +
-              std::to_string(max_bytes_) + "); refusing new requests until uploads catch up");
-  }
+  updateAcceptingLocked();
   return true;
 }
 
@@ -220,16 +234,12 @@ void Spool::remove(const SpoolEntry& entry) {
   std::error_code ec;
   fs::remove_all(entry.dir, ec);
   bytes_ = bytes_ > entry.bytes ? bytes_ - entry.bytes : 0;
+  updateAcceptingLocked();
 }
 
 std::uint64_t Spool::bytes() const {
   std::lock_guard lock(mu_);
   return bytes_;
-}
-
-bool Spool::accepting() const {
-  std::lock_guard lock(mu_);
-  return on_full_ != "reject" || bytes_ < max_bytes_;
 }
 
 std::uint64_t Spool::dropped() const {

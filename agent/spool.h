@@ -10,6 +10,7 @@
 //               open still close into the spool, so nothing recorded is ever dropped.
 //   drop_oldest the oldest pending entries are deleted (counted and logged) to make room.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -78,8 +79,10 @@ class Spool {
   void remove(const SpoolEntry& entry);
 
   std::uint64_t bytes() const;
-  /// False when on_spool_full is reject and the spool holds spool_max_size or more.
-  bool accepting() const;
+  /// False when on_spool_full is reject and the spool holds spool_max_size or more. Lock-free:
+  /// the proxy asks it for every request, and add() holds the lock across fsyncs.
+  bool accepting() const { return accepting_.load(std::memory_order_relaxed); }
+  std::uint64_t maxBytes() const { return max_bytes_; }
   std::uint64_t dropped() const;
   const std::filesystem::path& dir() const { return dir_; }
   const KeyLayout& layout() const { return layout_; }
@@ -87,6 +90,7 @@ class Spool {
  private:
   std::uint64_t scanBytes() const;
   void dropOldestFor(std::uint64_t incoming);
+  void updateAcceptingLocked();
 
   std::filesystem::path dir_;
   std::uint64_t max_bytes_;
@@ -96,6 +100,7 @@ class Spool {
   std::uint64_t bytes_ = 0;
   std::uint64_t dropped_ = 0;
   std::uint64_t seq_ = 0;
+  std::atomic<bool> accepting_{true};
 };
 
 }  // namespace kscribe

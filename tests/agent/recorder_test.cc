@@ -631,6 +631,50 @@ TEST_F(RecorderTest, DiskFailureRejectsUntilRecordingWorksAgain) {
   EXPECT_TRUE(result.ok) << result.problem;  // failed appends never break the chain
 }
 
+TEST_F(RecorderTest, AdmissionRefusalIsAnsweredAndAuditedThenLifted) {
+  // The daemon's spool-full policy: while the admission says no, new exchanges get its Refusal
+  // (nothing forwarded, audited as denied, in no session); sessions already open are kept.
+  std::atomic<bool> full{false};
+  recorder_ = std::make_unique<Recorder>(options(), clock_);
+  recorder_->onSessionClosed([this](const PublishedSession& c) {
+    std::lock_guard lk(mu_);
+    closed_.push_back(c);
+  });
+  recorder_->setAdmission([&full]() -> std::optional<proxy::Refusal> {
+    if (!full) return std::nullopt;
+    return proxy::Refusal{503, "ServiceUnavailable", "the spool is full"};
+  });
+  recorder_->start();
+  Recorder& r = *recorder_;
+  auto c = connection("alpha");
+  exchange(c, "GET", "/api/v1/pods");
+  full = true;
+  auto b = r.begin(c, request("DELETE", "/api/v1/namespaces/default/pods/web-1"));
+  EXPECT_FALSE(b.tap);
+  ASSERT_TRUE(b.refusal);
+  EXPECT_EQ(b.refusal->status, 503u);
+  EXPECT_EQ(b.refusal->reason, "ServiceUnavailable");
+  EXPECT_EQ(b.refusal->message, "the spool is full");
+  full = false;
+  exchange(c, "GET", "/api/v1/namespaces");
+  r.shutdown();
+
+  auto audit_path = dir_ / "audit" / "audit.jsonl";
+  auto result = verifyAuditFile(audit_path);
+  ASSERT_TRUE(result.ok) << result.problem;
+  auto audit = readLines(audit_path);
+  ASSERT_EQ(audit.size(), 3u);
+  json denied = json::parse(audit[1]);
+  EXPECT_EQ(denied["decision"], "denied");
+  EXPECT_EQ(denied["status"], 503);
+  EXPECT_EQ(denied["method"], "DELETE");
+  EXPECT_EQ(denied["message"], "the spool is full");
+  EXPECT_EQ(denied["session_id"], nullptr);
+  ASSERT_EQ(closed().size(), 1u);  // the refusal neither closed nor split the session
+  EXPECT_EQ(readLines(closed()[0].jsonl).size(), 2u);
+  expectValid(dir_ / "sessions", audit_path);
+}
+
 TEST_F(RecorderTest, DiskFailureInForwardModeForwardsAndCounts) {
   auto o = options();
   o.reject_on_failure = false;

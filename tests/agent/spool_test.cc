@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 
 #include "agent/config.h"
 #include "agent/s3_client.h"
@@ -86,6 +88,64 @@ TEST_F(SpoolTest, RejectPolicyStopsAcceptingButKeepsEverything) {
   EXPECT_EQ(spool.dropped(), 0u);
   for (const auto& e : spool.pending()) spool.remove(e);
   EXPECT_TRUE(spool.accepting());
+}
+
+TEST_F(SpoolTest, BytesCountWhatIsOnDiskSoDrainingReachesZero) {
+  Spool spool(dir_ / "spool", 1 << 20, "reject", layout_);
+  std::string err;
+  for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(spool.add(write(id, 500), &err)) << err;
+  // What add() counted is what a restart scans and what remove() subtracts (entry.json too).
+  Spool rescanned(dir_ / "spool", 1 << 20, "reject", layout_);
+  EXPECT_EQ(spool.bytes(), rescanned.bytes());
+  std::uint64_t sum = 0;
+  for (const auto& e : spool.pending()) sum += e.bytes;
+  EXPECT_EQ(spool.bytes(), sum);
+  auto p = spool.pending();
+  spool.remove(p[0]);
+  EXPECT_EQ(spool.bytes(), p[1].bytes + p[2].bytes);
+}
+
+TEST_F(SpoolTest, RejectBoundReopensWhenUploadsDrain) {
+  // The daemon asks accepting() for every request: it flips at the bound both ways.
+  Spool spool(dir_ / "spool", 2000, "reject", layout_);
+  std::string err;
+  ASSERT_TRUE(spool.add(write("a", 900), &err));
+  EXPECT_TRUE(spool.accepting());
+  ASSERT_TRUE(spool.add(write("b", 900), &err));
+  EXPECT_FALSE(spool.accepting());
+  // A restart with the spool still full keeps refusing.
+  EXPECT_FALSE(Spool(dir_ / "spool", 2000, "reject", layout_).accepting());
+  spool.remove(spool.pending()[0]);
+  EXPECT_TRUE(spool.accepting());
+}
+
+// Runs the schema validator (python3-jsonschema) over a spool; returns its exit status.
+int validateSpool(const fs::path& spool) {
+  const char* py = std::getenv("KSCRIBE_PYTHON");
+  std::string cmd = std::string(py ? py : "/usr/bin/python3") + " " + KSCRIBE_SOURCE_DIR +
+                    "/tests/integration/kscribe_schemas.py --spool '" + spool.string() +
+                    "' >/dev/null 2>&1";
+  return std::system(cmd.c_str());
+}
+
+TEST_F(SpoolTest, EntriesValidateAgainstSchema) {
+  Spool spool(dir_ / "spool", 1 << 20, "reject", layout_);
+  std::string err;
+  ASSERT_TRUE(spool.add(write("s-1", 100), &err)) << err;
+  ClosedSession no_manifest = write("s-2", 100);
+  no_manifest.manifest_file.clear();
+  ASSERT_TRUE(spool.add(no_manifest, &err)) << err;
+  spool.markUploaded(spool.pending()[0], "s-1.jsonl");
+  ASSERT_EQ(spool.pending().size(), 2u);
+  EXPECT_EQ(validateSpool(dir_ / "spool"), 0);
+  // The validator can fail: an entry naming another session's file does not validate.
+  const fs::path entry = spool.pending()[1].dir / "entry.json";
+  std::ifstream in(entry);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  text.replace(text.find("\"name\":\"s-2.jsonl\""), 19, "\"name\":\"s-9.jsonl\"");
+  std::ofstream(entry, std::ios::trunc) << text;
+  EXPECT_NE(validateSpool(dir_ / "spool"), 0);
 }
 
 TEST_F(SpoolTest, DropOldestPolicyMakesRoomAndCounts) {

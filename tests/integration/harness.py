@@ -9,12 +9,14 @@ Every process started here is stopped by the owner's stop() (the fixtures in con
 by process id, also when a test fails.
 """
 
+import base64
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -312,6 +314,35 @@ class Kscribe:
         SIGKILL."""
         if self.process:
             return self.process.stop(timeout)
+
+
+def agent_tls(kubeconfig, tmp):
+    """(server host, port, SSLContext, extra headers) from an agent kubeconfig."""
+    import yaml
+    with open(kubeconfig) as f:
+        cfg = yaml.safe_load(f)
+    base = os.path.dirname(kubeconfig)
+    cluster = cfg["clusters"][0]["cluster"]
+    user = cfg["users"][0]["user"]
+
+    def material(d, key):
+        if d.get(key + "-data"):
+            path = os.path.join(tmp, key)
+            with open(path, "wb") as f:
+                f.write(base64.b64decode(d[key + "-data"]))
+            return path
+        p = d.get(key)
+        return p if p is None or os.path.isabs(p) else os.path.join(base, p)
+
+    ctx = ssl.create_default_context(cafile=material(cluster, "certificate-authority"))
+    headers = {}
+    cert, key = material(user, "client-certificate"), material(user, "client-key")
+    if cert and key:
+        ctx.load_cert_chain(cert, key)
+    elif user.get("token"):
+        headers["Authorization"] = "Bearer " + user["token"]
+    m = re.match(r"https://([^:/]+):(\d+)", cluster["server"])
+    return m.group(1), int(m.group(2)), ctx, headers
 
 
 def tmpdir(prefix="kscribe-it-"):

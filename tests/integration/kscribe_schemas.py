@@ -1,8 +1,8 @@
 """Validates the files kscribe writes against schemas/ (JSON Schema draft 2020-12).
 
 Usable from pytest (import and call validate_sessions / validate_audit) and from the GoogleTest
-unit tests (run as a script: kscribe_schemas.py [--sessions DIR] [--audit FILE]); exits 1
-naming the first invalid file and line.
+unit tests (run as a script: kscribe_schemas.py [--sessions DIR] [--audit FILE] [--spool DIR]
+[--audit-head FILE]); exits 1 naming the first invalid file and line.
 """
 import argparse
 import json
@@ -63,10 +63,40 @@ def validate_audit(path):
     return validate_jsonl(path, "audit-record")
 
 
+def validate_spool(directory):
+    """Validates every pending entry.json of a spool (shipping.spool); returns them, oldest first."""
+    validator = _validator("spool-entry")
+    out = []
+    for e in sorted((pathlib.Path(directory) / "pending").glob("*/entry.json")):
+        obj = json.loads(e.read_bytes())
+        _check(validator, obj, str(e))
+        names = [f["name"] for f in obj["files"]]
+        # What the schema cannot say: the files are the session's own, and they are there.
+        if names[0] != obj["session_id"] + ".jsonl" or (
+                len(names) > 1 and names[1] != obj["session_id"] + ".manifest.json"):
+            raise AssertionError(f"{e}: files {names} are not session {obj['session_id']}'s")
+        for n in names:
+            if not (e.parent / n).is_file():
+                raise AssertionError(f"{e}: {n} missing from the entry")
+        out.append(obj)
+    return out
+
+
+def validate_audit_head(data):
+    """Validates an uploaded audit head object (bytes, str or a path); returns it parsed."""
+    if isinstance(data, (str, os.PathLike)) and os.path.exists(data):
+        data = pathlib.Path(data).read_bytes()
+    obj = json.loads(data)
+    _check(_validator("audit-head"), obj, "audit head")
+    return obj
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--sessions")
     p.add_argument("--audit")
+    p.add_argument("--spool")
+    p.add_argument("--audit-head")
     a = p.parse_args()
     try:
         n = 0
@@ -74,10 +104,15 @@ def main():
             n += len(validate_sessions(a.sessions))
         if a.audit:
             n += len(validate_audit(a.audit))
+        if a.spool:
+            n += len(validate_spool(a.spool))
+        if a.audit_head:
+            validate_audit_head(a.audit_head)
+            n += 1
     except (AssertionError, ValueError) as e:
         print(f"invalid: {e}", file=sys.stderr)
         return 1
-    print(f"valid ({n} sessions + audit lines)")
+    print(f"valid ({n} sessions, audit lines, spool entries, heads)")
     return 0
 
 

@@ -5,13 +5,19 @@ plain directory (mount_check false), logs. Services bind free loopback ports. te
 `test:tester` / `testing` is the S3 access key / secret. Uses the system's /etc/swift/swift.conf
 only for its hash path prefix/suffix and storage policy (Swift reads that path unconditionally).
 
+With tls=(cert_file, key_file, ca_file) the proxy serves HTTPS (Swift wraps its listening socket
+when cert_file is in [DEFAULT]); make_test_pki() makes such a CA and server certificate.
+running_swift() is the start-up (with bucket) and cleanup the test modules share.
+
 Run by hand: /usr/bin/python3 swift_util.py DIR   (starts, prints the endpoint, waits for ^C)
 """
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -39,15 +45,43 @@ def free_port():
         return s.getsockname()[1]
 
 
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_test_pki(directory, name="test"):
+    """A throwaway CA and a server certificate for 127.0.0.1 (IP SAN) signed by it, made with
+    openssl. Returns (cert_file, key_file, ca_file)."""
+    os.makedirs(directory, exist_ok=True)
+    ca_key, ca_crt = f"{name}-ca.key", f"{name}-ca.crt"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", ca_key, "-out", ca_crt, "-days", "2", "-subj",
+            f"/CN=kscribe {name} CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", f"{name}-server.key", "-out", f"{name}-server.csr", "-subj",
+            "/CN=127.0.0.1", cwd=directory)
+    with open(os.path.join(directory, f"{name}-ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+                "basicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", f"{name}-server.csr", "-CA", ca_crt, "-CAkey", ca_key,
+            "-CAcreateserial", "-out", f"{name}-server.crt", "-days", "2", "-extfile",
+            f"{name}-ext.cnf", cwd=directory)
+    return tuple(os.path.join(directory, n)
+                 for n in (f"{name}-server.crt", f"{name}-server.key", ca_crt))
+
+
 class Swift:
-    def __init__(self, base):
+    def __init__(self, base, tls=None):
         self.base = os.path.abspath(base)
         self.conf = os.path.join(self.base, "etc")
         self.devices = os.path.join(self.base, "srv")
         self.logs = os.path.join(self.base, "log")
         self.ports = {name: free_port() for name in SERVERS + ("proxy",)}
         self.procs = {}
-        self.endpoint = f"http://127.0.0.1:{self.ports['proxy']}"
+        self.tls = tls  # (cert_file, key_file, ca_file) or None
+        scheme = "https" if tls else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.ports['proxy']}"
 
     # -- setup ---------------------------------------------------------------------------------
     def setup(self):
@@ -81,7 +115,8 @@ class Swift:
         # multipart completion. tempauth insists on a memcache client object being present; it
         # points at a port nobody listens on (each lookup misses, which tempauth tolerates), so
         # no memcached is needed.
-        self._write("proxy-server.conf", common.replace("workers = 0", "workers = 0") +
+        tls = f"cert_file = {self.tls[0]}\nkey_file = {self.tls[1]}\n" if self.tls else ""
+        self._write("proxy-server.conf", common + tls +
                     f"bind_port = {self.ports['proxy']}\n\n"
                     "[pipeline:main]\n"
                     "pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats "
@@ -132,7 +167,9 @@ class Swift:
         if "proxy" in names:
             while True:
                 try:
-                    with urllib.request.urlopen(self.endpoint + "/healthcheck", timeout=2) as r:
+                    ctx = ssl.create_default_context(cafile=self.tls[2]) if self.tls else None
+                    with urllib.request.urlopen(self.endpoint + "/healthcheck", timeout=2,
+                                                context=ctx) as r:
                         if r.status == 200:
                             return
                 except OSError:
@@ -172,11 +209,25 @@ class Swift:
         return env
 
     def aws(self, tmp, *args, check=True):
-        p = subprocess.run(["/usr/bin/aws", "--endpoint-url", self.endpoint, *args],
+        tls = ["--ca-bundle", self.tls[2]] if self.tls else []
+        p = subprocess.run(["/usr/bin/aws", "--endpoint-url", self.endpoint, *tls, *args],
                            capture_output=True, env=self.aws_env(tmp))
         if check and p.returncode != 0:
             raise AssertionError(f"aws {args}: {p.stderr.decode()}")
         return p
+
+
+@contextlib.contextmanager
+def running_swift(base, bucket, tls=None):
+    """A started Swift with `bucket` made, stopped (every server, by pid) on exit."""
+    s = Swift(base, tls=tls)
+    try:
+        s.setup()
+        s.start()
+        s.aws(base, "s3", "mb", f"s3://{bucket}")
+        yield s
+    finally:
+        s.stop()
 
 
 if __name__ == "__main__":

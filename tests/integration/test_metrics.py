@@ -5,16 +5,13 @@ histograms consistent), /healthz and /readyz answer as the DaemonSet's probes ex
 get 404. With the proxy on main, requests sent through it with an agent's credentials show up in
 kscribe_requests_total{agent,tier,status} and kscribe_proxied_bytes_total exactly as sent.
 """
-import base64
 import http.client
 import os
 import re
 import socket
-import ssl
 import tempfile
 
 import pytest
-import yaml
 
 import harness
 
@@ -42,6 +39,7 @@ KSCRIBE_METRICS = {
     "kscribe_uploads_total": "counter",
     "kscribe_upload_retries_total": "counter",
     "kscribe_spool_bytes": "gauge",
+    "kscribe_spool_accepting": "gauge",
 }
 
 SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
@@ -201,31 +199,7 @@ def test_metrics_disabled_opens_no_listener(workdir, apiserver, kscribe_bin):
 
 # ---- Traffic through the proxy: the counters match what was sent.
 
-def agent_tls(kubeconfig, tmp):
-    """(server host, port, SSLContext, extra headers) from an agent kubeconfig."""
-    cfg = yaml.safe_load(open(kubeconfig))
-    base = os.path.dirname(kubeconfig)
-    cluster = cfg["clusters"][0]["cluster"]
-    user = cfg["users"][0]["user"]
-
-    def material(d, key):
-        if d.get(key + "-data"):
-            path = os.path.join(tmp, key)
-            with open(path, "wb") as f:
-                f.write(base64.b64decode(d[key + "-data"]))
-            return path
-        p = d.get(key)
-        return p if p is None or os.path.isabs(p) else os.path.join(base, p)
-
-    ctx = ssl.create_default_context(cafile=material(cluster, "certificate-authority"))
-    headers = {}
-    cert, key = material(user, "client-certificate"), material(user, "client-key")
-    if cert and key:
-        ctx.load_cert_chain(cert, key)
-    elif user.get("token"):
-        headers["Authorization"] = "Bearer " + user["token"]
-    m = re.match(r"https://([^:/]+):(\d+)", cluster["server"])
-    return m.group(1), int(m.group(2)), ctx, headers
+agent_tls = harness.agent_tls
 
 
 def series(samples, name, **labels):

@@ -1,6 +1,8 @@
 """Shipping to a real single-node OpenStack Swift (s3api, tempauth, one replica, loopback):
 sessions handed to the spool arrive with identical bytes (checked with the AWS CLI), single PUT and
-multipart; Swift down before and during an upload; wrong credentials; the spool-full policies."""
+multipart; Swift down before and during an upload; wrong credentials; the spool-full policies;
+HTTPS with shipping.ca_file set to a test CA, and a wrong CA (a clear error, the spool kept). The
+spool's entry.json files and the uploaded audit head validate against schemas/."""
 
 import json
 import os
@@ -12,6 +14,7 @@ import uuid
 import pytest
 import yaml
 
+import kscribe_schemas
 import swift_util
 
 KSCRIBE = os.environ.get("KSCRIBE_BIN", "kscribe")
@@ -23,13 +26,26 @@ def swift(tmp_path_factory):
     missing = swift_util.have_swift()
     if missing:
         pytest.skip("Swift/AWS CLI not installed (deploy/install-deps.sh): " + ", ".join(missing))
-    base = tmp_path_factory.mktemp("swift")
-    s = swift_util.Swift(str(base))
-    s.setup()
-    s.start()
-    s.aws(str(base), "s3", "mb", f"s3://{BUCKET}")
-    yield s
-    s.stop()
+    with swift_util.running_swift(str(tmp_path_factory.mktemp("swift")), BUCKET) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A test CA with a server certificate for 127.0.0.1, and an unrelated second CA."""
+    d = str(tmp_path_factory.mktemp("pki"))
+    return swift_util.make_test_pki(d, "test"), swift_util.make_test_pki(d, "other")[2]
+
+
+@pytest.fixture(scope="module")
+def swift_tls(tmp_path_factory, pki):
+    """A second Swift whose proxy serves HTTPS with the test CA's server certificate."""
+    missing = swift_util.have_swift()
+    if missing:
+        pytest.skip("Swift/AWS CLI not installed (deploy/install-deps.sh): " + ", ".join(missing))
+    with swift_util.running_swift(str(tmp_path_factory.mktemp("swift-tls")), BUCKET,
+                                  tls=pki[0]) as s:
+        yield s
 
 
 def kenv(secret=swift_util.SECRET_KEY):
@@ -113,6 +129,8 @@ def test_sessions_arrive_with_identical_bytes(swift, tmp_path):
     audit = home / "audit" / "audit.jsonl"
     audit.write_text(json.dumps({"prev_hash": "genesis", "hash": "a" * 64}) + "\n" +
                      json.dumps({"prev_hash": "a" * 64, "hash": "b" * 64}) + "\n")
+    entries = kscribe_schemas.validate_spool(home / "spool")
+    assert [e["session_id"] for e in entries] == list(sessions)
 
     p = ks("ship", "--home", str(home), "--once")
     assert "uploaded sessions: 3" in p.stdout
@@ -127,8 +145,10 @@ def test_sessions_arrive_with_identical_bytes(swift, tmp_path):
         assert fetch(swift, tmp_path, base + ".manifest.json") == manifest.read_bytes()
     expected.append(f"{prefix}/c1/n1/audit/head.json")
     assert keys_under(swift, tmp_path, prefix) == sorted(expected)
-    head = json.loads(fetch(swift, tmp_path, f"{prefix}/c1/n1/audit/head.json"))
-    assert head["hash"] == "b" * 64 and head["node"] == "n1"
+    head = kscribe_schemas.validate_audit_head(
+        fetch(swift, tmp_path, f"{prefix}/c1/n1/audit/head.json"))
+    assert head["hash"] == "b" * 64 and head["node"] == "n1" and head["cluster"] == "c1"
+    assert head["audit_file_size"] == audit.stat().st_size
     # The big one really went multipart (an S3 multipart ETag ends in -<parts>).
     h = swift.aws(str(tmp_path), "s3api", "head-object", "--bucket", BUCKET, "--key",
                   f"{prefix}/c1/n1/bot-a/{DATE}/s-big.jsonl")
@@ -239,3 +259,53 @@ def test_spool_full_drop_oldest(swift, tmp_path):
     assert not any("s-drop-0" in k for k in keys)
     assert any("s-drop-2.jsonl" in k for k in keys)
 
+
+
+def test_https_with_ca_file(swift_tls, pki, tmp_path):
+    assert swift_tls.endpoint.startswith("https://127.0.0.1:")
+    home, prefix = make_home(tmp_path, swift_tls, ca_file=pki[0][2])
+    data, manifest = session(tmp_path, "s-tls", 30_000)
+    spool_add(home, "bot", "s-tls", data, manifest)
+    audit = home / "audit" / "audit.jsonl"
+    audit.write_text(json.dumps({"prev_hash": "genesis", "hash": "c" * 64}) + "\n")
+    p = ks("ship", "--home", str(home), "--once")
+    assert "uploaded sessions: 1" in p.stdout
+    assert pending(home) == []
+    base = f"{prefix}/c1/n1/bot/{DATE}/s-tls"
+    assert keys_under(swift_tls, tmp_path, prefix) == sorted(
+        [base + ".jsonl", base + ".manifest.json", f"{prefix}/c1/n1/audit/head.json"])
+    assert fetch(swift_tls, tmp_path, base + ".jsonl") == data.read_bytes()
+    assert fetch(swift_tls, tmp_path, base + ".manifest.json") == manifest.read_bytes()
+    head = kscribe_schemas.validate_audit_head(
+        fetch(swift_tls, tmp_path, f"{prefix}/c1/n1/audit/head.json"))
+    assert head["hash"] == "c" * 64
+    # Swift's proxy listens only with TLS here, and it logged the PUT.
+    assert "PUT /" in swift_tls.log("proxy") and "s-tls.jsonl" in swift_tls.log("proxy")
+
+
+@pytest.mark.parametrize("which", ["other-ca", "system-store"])
+def test_https_wrong_ca_is_a_clear_error_and_keeps_the_spool(swift_tls, pki, tmp_path, which):
+    ca = pki[1] if which == "other-ca" else ""  # unset: the system trust store
+    home, prefix = make_home(tmp_path, swift_tls, **({"ca_file": ca} if ca else {}))
+    data, manifest = session(tmp_path, "s-badca", 3_000)
+    spool_add(home, "bot", "s-badca", data, manifest)
+    started = time.monotonic()
+    p = ks("ship", "--home", str(home), "--once", check=False)
+    elapsed = time.monotonic() - started
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out
+    assert "TLS handshake with " + swift_tls.endpoint + " failed" in out, out
+    assert "certificate verify failed" in out, out
+    assert "shipping.ca_file" in out and (ca or "system trust store") in out, out
+    assert "attempts" not in out  # not retried: a certificate does not become trusted by waiting
+    assert elapsed < 10, elapsed
+    assert len(pending(home)) == 1
+    assert keys_under(swift_tls, tmp_path, prefix) == []
+    # With the right CA the kept entry ships.
+    cfg = yaml.safe_load((home / "config.yaml").read_text())
+    cfg["shipping"]["ca_file"] = pki[0][2]
+    (home / "config.yaml").write_text(yaml.safe_dump(cfg))
+    ks("ship", "--home", str(home), "--once")
+    assert pending(home) == []
+    base = f"{prefix}/c1/n1/bot/{DATE}/s-badca"
+    assert fetch(swift_tls, tmp_path, base + ".jsonl") == data.read_bytes()
