@@ -276,6 +276,7 @@ def test_spool_full_rejects_new_requests_until_uploads_drain(workdir, apiserver,
         assert served.metric("kscribe_spool_accepting") == 0
         assert served.metric("kscribe_spool_bytes") >= 2000
         assert served.metric('kscribe_uploads_total{result="failure"}') >= 1
+        assert served.metric("kscribe_upload_retries_total") >= 1  # max_retries 1, refused
 
         status, headers, raw = served.raw("bot-a", "GET", "/api/v1/namespaces/default/pods")
         assert status == 503, raw

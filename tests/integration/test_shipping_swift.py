@@ -283,10 +283,16 @@ def test_https_with_ca_file(swift_tls, pki, tmp_path):
     assert "PUT /" in swift_tls.log("proxy") and "s-tls.jsonl" in swift_tls.log("proxy")
 
 
-@pytest.mark.parametrize("which", ["other-ca", "system-store"])
+@pytest.mark.parametrize("which", ["other-ca", "system-store", "wrong-host"])
 def test_https_wrong_ca_is_a_clear_error_and_keeps_the_spool(swift_tls, pki, tmp_path, which):
-    ca = pki[1] if which == "other-ca" else ""  # unset: the system trust store
-    home, prefix = make_home(tmp_path, swift_tls, **({"ca_file": ca} if ca else {}))
+    # other-ca: a CA that did not sign the server's certificate; system-store: no ca_file (the
+    # test CA is in no system store); wrong-host: the right CA, but the endpoint names a host the
+    # certificate (IP SAN 127.0.0.1 only) does not.
+    settings = {"other-ca": {"ca_file": pki[1]}, "system-store": {},
+                "wrong-host": {"ca_file": pki[0][2],
+                               "endpoint": swift_tls.endpoint.replace("127.0.0.1", "localhost")}}
+    home, prefix = make_home(tmp_path, swift_tls, **settings[which])
+    endpoint = settings[which].get("endpoint", swift_tls.endpoint)
     data, manifest = session(tmp_path, "s-badca", 3_000)
     spool_add(home, "bot", "s-badca", data, manifest)
     started = time.monotonic()
@@ -294,16 +300,18 @@ def test_https_wrong_ca_is_a_clear_error_and_keeps_the_spool(swift_tls, pki, tmp
     elapsed = time.monotonic() - started
     out = p.stdout + p.stderr
     assert p.returncode == 1, out
-    assert "TLS handshake with " + swift_tls.endpoint + " failed" in out, out
-    assert "certificate verify failed" in out, out
-    assert "shipping.ca_file" in out and (ca or "system trust store") in out, out
+    assert "TLS handshake with " + endpoint + " failed: certificate verify failed" in out, out
+    assert "shipping.ca_file (" + settings[which].get("ca_file", "unset: the system trust store") \
+        + ")" in out, out
+    if which != "wrong-host":
+        assert "unable to get local issuer certificate" in out, out
     assert "attempts" not in out  # not retried: a certificate does not become trusted by waiting
     assert elapsed < 10, elapsed
     assert len(pending(home)) == 1
     assert keys_under(swift_tls, tmp_path, prefix) == []
-    # With the right CA the kept entry ships.
+    # With the right CA and endpoint the kept entry ships.
     cfg = yaml.safe_load((home / "config.yaml").read_text())
-    cfg["shipping"]["ca_file"] = pki[0][2]
+    cfg["shipping"].update(ca_file=pki[0][2], endpoint=swift_tls.endpoint)
     (home / "config.yaml").write_text(yaml.safe_dump(cfg))
     ks("ship", "--home", str(home), "--once")
     assert pending(home) == []
