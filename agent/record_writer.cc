@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "agent/audit_chain.h"
+#include "agent/json_writer.h"
 #include "agent/metrics.h"
 #include "proxy/log.h"
 
@@ -55,18 +56,20 @@ J nullIfEmpty(const std::string& s) {
   return s.empty() ? J(nullptr) : J(s);
 }
 
-template <class J>
-void putBody(J& line, const std::string& prefix, const std::optional<BodyCapture::Result>& b) {
+void putBody(JsonObjectWriter& line, const std::string& prefix,
+             const std::optional<BodyCapture::Result>& b) {
   const bool has = b && b->body.has_value();
-  line[prefix + "_body_size"] = b ? b->wire_size : 0;
-  line[prefix + "_body_encoding"] = has ? J(b->encoding) : J(nullptr);
-  line[prefix + "_content_type"] =
-      (b && !b->content_type.empty()) ? J(b->content_type) : J(nullptr);
-  line[prefix + "_body_truncated"] = b ? b->truncated : false;
-  line[prefix + "_body_redacted"] = b ? b->redacted : false;
-  line[prefix + "_body_redactions"] = b ? b->redactions : 0;
-  line[prefix + "_body_omitted"] =
-      (b && !b->omitted_reason.empty()) ? J(b->omitted_reason) : J(nullptr);
+  line.unum(prefix + "_body_size", b ? b->wire_size : 0);
+  if (has) {
+    line.str(prefix + "_body_encoding", b->encoding);
+  } else {
+    line.null(prefix + "_body_encoding");
+  }
+  line.strOrNull(prefix + "_content_type", b ? std::string_view(b->content_type) : "");
+  line.boolean(prefix + "_body_truncated", b && b->truncated);
+  line.boolean(prefix + "_body_redacted", b && b->redacted);
+  line.unum(prefix + "_body_redactions", b ? b->redactions : 0);
+  line.strOrNull(prefix + "_body_omitted", b ? std::string_view(b->omitted_reason) : "");
 }
 
 ojson identityJson(const SessionInfo& s) {
@@ -377,47 +380,52 @@ void RecordWriter::handle(ExchangeRecord& rec) {
   }
   OpenFile& open = *it->second;
 
-  ojson line;
-  line["timestamp"] = ts;
-  line["method"] = rec.method;
-  line["path"] = rec.path;
-  line["tier"] = static_cast<int>(rec.tier);
-  line["status"] = rec.status;
-  line["request_body"] = (rec.request_body && rec.request_body->body)
-                             ? ojson(*rec.request_body->body)
-                             : ojson(nullptr);
-  line["response_body_size"] = rec.response_body ? rec.response_body->wire_size : 0;
-  line["response_body"] = (rec.response_body && rec.response_body->body)
-                              ? ojson(*rec.response_body->body)
-                              : ojson(nullptr);
-  line["latency_us"] = rec.latency_us;
-  line["session_id"] = session_id;
-  line["seq"] = rec.seq;
-  line["query"] = nullIfEmpty<ojson>(rec.api.query);
-  line["tier_name"] = tierName(rec.tier);
-  line["verb"] = rec.api.verb;
-  line["api_group"] = rec.api.api_group;
-  line["api_version"] = rec.api.api_version;
-  line["namespace"] = nullIfEmpty<ojson>(rec.api.namespace_name);
-  line["resource"] = nullIfEmpty<ojson>(rec.api.resource);
-  line["subresource"] = nullIfEmpty<ojson>(rec.api.subresource);
-  line["name"] = nullIfEmpty<ojson>(rec.api.name);
-  line["watch"] = rec.api.watch;
-  line["dry_run"] = rec.api.dry_run;
+  // The line is written field by field (no document tree): it carries whole bodies, and this
+  // thread writes one for every exchange.
+  const ojson process = processJson<ojson>(rec.process.get());
+  const auto body = [](const std::optional<BodyCapture::Result>& b) -> const std::string* {
+    return b && b->body ? &*b->body : nullptr;
+  };
+  const std::uint64_t request_size = rec.request_body ? rec.request_body->wire_size : 0;
+  const std::uint64_t response_size = rec.response_body ? rec.response_body->wire_size : 0;
+  std::string out;
+  out.reserve(1024 + (body(rec.request_body) ? body(rec.request_body)->size() : 0) +
+              (body(rec.response_body) ? body(rec.response_body)->size() : 0));
+  JsonObjectWriter line(out);
+  line.str("timestamp", ts).str("method", rec.method).str("path", rec.path);
+  line.num("tier", static_cast<int>(rec.tier)).unum("status", rec.status);
+  if (const auto* b = body(rec.request_body)) {
+    line.str("request_body", *b);
+  } else {
+    line.null("request_body");
+  }
+  line.unum("response_body_size", response_size);
+  if (const auto* b = body(rec.response_body)) {
+    line.str("response_body", *b);
+  } else {
+    line.null("response_body");
+  }
+  line.unum("latency_us", rec.latency_us).str("session_id", session_id).unum("seq", rec.seq);
+  line.strOrNull("query", rec.api.query).str("tier_name", tierName(rec.tier));
+  line.str("verb", rec.api.verb).str("api_group", rec.api.api_group);
+  line.str("api_version", rec.api.api_version).strOrNull("namespace", rec.api.namespace_name);
+  line.strOrNull("resource", rec.api.resource).strOrNull("subresource", rec.api.subresource);
+  line.strOrNull("name", rec.api.name);
+  line.boolean("watch", rec.api.watch).boolean("dry_run", rec.api.dry_run);
   putBody(line, "request", rec.request_body);
   putBody(line, "response", rec.response_body);
-  line["upgraded"] = rec.upgraded;
-  line["error"] = nullIfEmpty<ojson>(rec.error);
-  line["agent"] = rec.agent;
-  line["spiffe_id"] = nullIfEmpty<ojson>(rec.spiffe_id);
-  line["auth_method"] = nullIfEmpty<ojson>(rec.auth_method);
-  line["workload"] = {{"kind", rec.key.workload_kind}, {"id", rec.key.workload}};
-  line["connection_id"] = rec.connection_id;
-  ojson process = processJson<ojson>(rec.process.get());
-  line["process"] = process;
-  line["audit_hash"] = nullIfEmpty<ojson>(audit_hash);
-
-  std::string out = line.dump(-1, ' ', false, ojson::error_handler_t::replace);
+  line.boolean("upgraded", rec.upgraded).strOrNull("error", rec.error).str("agent", rec.agent);
+  line.strOrNull("spiffe_id", rec.spiffe_id).strOrNull("auth_method", rec.auth_method);
+  {
+    std::string workload;
+    JsonObjectWriter w(workload);
+    w.str("kind", rec.key.workload_kind).str("id", rec.key.workload).close();
+    line.raw("workload", workload);
+  }
+  line.unum("connection_id", rec.connection_id);
+  line.raw("process", process.dump(-1, ' ', false, ojson::error_handler_t::replace));
+  line.strOrNull("audit_hash", audit_hash);
+  line.close();
   out += '\n';
   if (auto ec = open.file.append(out)) {
     lostOne();
@@ -432,8 +440,7 @@ void RecordWriter::handle(ExchangeRecord& rec) {
     if (*b && (*b)->redacted) m.redactions.inc((*b)->redactions ? (*b)->redactions : 1);
     if (*b && (*b)->truncated) m.truncations.inc();
   }
-  open.stats.add(static_cast<int>(rec.tier), line["request_body_size"].get<std::uint64_t>(),
-                 line["response_body_size"].get<std::uint64_t>(), process, ts);
+  open.stats.add(static_cast<int>(rec.tier), request_size, response_size, process, ts);
 }
 
 bool RecordWriter::publishManifest(ojson manifest, Stats& stats, const fs::path& jsonl,

@@ -1,10 +1,13 @@
 // The proxy: listener (TLS, authentication, connection cap), per-connection relay (HTTP/1.1
 // over Beast with buffer_body, upgrades), upstream pool, graceful shutdown.
 //
-// Layers, top to bottom: Server::Impl accepts and tracks connections; Connection owns one client
-// TLS stream on its own strand and runs exchanges one at a time; each exchange parses the request
-// head (limits, framing checks, credentials), asks the tap, borrows an upstream connection and
-// relays head and body through a fixed buffer in both directions. Nothing here buffers a body.
+// Layers, top to bottom: Server::Impl accepts and tracks connections and hands each to one
+// Worker (a thread with its own io_context and upstream pool, like an nginx worker: a
+// connection's handlers never cross threads, so there are no strands and no cross-thread wake-ups
+// on the data path); Connection owns one client TLS stream and runs exchanges one at a time; each
+// exchange parses the request head (limits, framing checks, credentials), asks the tap, borrows an
+// upstream connection from its worker's pool and relays head and body through a fixed buffer in
+// both directions. Nothing here buffers a body.
 #include <utility>  // must precede Asio's awaitable.hpp on Boost 1.74 (std::exchange)
 
 #include "proxy/server.h"
@@ -20,13 +23,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -162,7 +165,7 @@ std::string certificateAgent(SSL* ssl, const std::string& trust_domain, std::str
 }
 
 // One timer per connection guarding whichever wait is in progress. On expiry it runs the
-// action (which cancels a socket) on the connection's strand; disarm() or a later arm()
+// action (which cancels a socket) on the connection's worker; disarm() or a later arm()
 // makes a queued expiry a no-op.
 class Watchdog {
  public:
@@ -246,11 +249,23 @@ class GuardedTap {
 };
 
 struct UpstreamConn {
-  UpstreamConn(net::io_context& ioc, ssl::context& ctx) : stream(ioc, ctx) {}
+  // The read buffer starts a whole TLS record large: Beast sizes each read by the buffer's free
+  // capacity (at least 512 bytes), so a small buffer would relay a body 512 bytes at a time.
+  UpstreamConn(net::io_context& ioc, ssl::context& ctx) : stream(ioc, ctx) {
+    buffer.reserve(kBodyChunk);
+  }
   TlsStream stream;
   beast::flat_buffer buffer;
   bool reused = false;
   Clock::time_point idle_since{};
+};
+
+// One I/O thread: its io_context runs every handler of the connections it was given, and its
+// pool holds upstream connections only those use (pool members are touched on this thread only).
+struct Worker {
+  net::io_context ioc{1};
+  std::vector<std::unique_ptr<UpstreamConn>> idle;  // declared after ioc: destroyed first
+  net::executor_work_guard<net::io_context::executor_type> guard{ioc.get_executor()};
 };
 
 class Connection;
@@ -261,10 +276,17 @@ class Connection;
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   explicit Impl(ServerOptions o)
       : opts(std::move(o)),
-        ioc(static_cast<int>(threadCount())),
-        acceptor(ioc),
-        accept_strand(net::make_strand(ioc)),
-        grace_timer(ioc) {}
+        workers(makeWorkers(threadCount())),
+        acceptor(workers.front()->ioc),
+        grace_timer(workers.front()->ioc) {}
+
+  static std::vector<std::unique_ptr<Worker>> makeWorkers(unsigned n) {
+    std::vector<std::unique_ptr<Worker>> w;
+    for (unsigned i = 0; i < n; ++i) w.push_back(std::make_unique<Worker>());
+    return w;
+  }
+  // The acceptor, the grace timer and shutdown run on the first worker.
+  net::io_context& acceptContext() { return workers.front()->ioc; }
 
   unsigned threadCount() const {
     if (opts.threads) return opts.threads;
@@ -275,17 +297,17 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   void setup();
   net::awaitable<void> acceptLoop();
   std::string upstreamToken();
-  std::unique_ptr<UpstreamConn> takeIdle();
-  void releaseIdle(std::unique_ptr<UpstreamConn> c);
+  std::unique_ptr<UpstreamConn> takeIdle(Worker& w);
+  void releaseIdle(Worker& w, std::unique_ptr<UpstreamConn> c);
   void connectionClosed(std::uint64_t id);
   std::string authenticateToken(std::string_view token) const;
 
   ServerOptions opts;
-  net::io_context ioc;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::size_t next_worker = 0;  // round robin; accept loop only
   ssl::context server_ctx{ssl::context::tls_server};
   ssl::context upstream_ctx{ssl::context::tls_client};
   tcp::acceptor acceptor;
-  net::strand<net::io_context::executor_type> accept_strand;
   net::steady_timer grace_timer;
   std::string upstream_authority;
   std::vector<std::pair<std::string, std::array<unsigned char, 32>>> token_digests;
@@ -297,7 +319,6 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::mutex mu;  // guards everything below
   std::uint64_t next_id = 1;
   std::unordered_map<std::uint64_t, std::weak_ptr<Connection>> connections;
-  std::vector<std::unique_ptr<UpstreamConn>> idle;
   std::string token;
   Clock::time_point token_read{};
 };
@@ -306,14 +327,16 @@ namespace {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(std::shared_ptr<Server::Impl> server, tcp::socket socket, std::uint64_t id,
-             bool over_cap)
+  Connection(std::shared_ptr<Server::Impl> server, Worker& worker, tcp::socket socket,
+             std::uint64_t id, bool over_cap)
       : server_(std::move(server)),
+        worker_(worker),
         client_(std::move(socket), server_->server_ctx),
         watchdog_(client_.get_executor()),
         client_buf_(server_->opts.limits.max_header_size + kReadChunk),
         over_cap_(over_cap),
         body_buf_(new char[kBodyChunk]) {
+    client_buf_.reserve(std::min(kBodyChunk, client_buf_.max_size()));  // see UpstreamConn
     info_.id = id;
     info_.fd = client_.next_layer().native_handle();
     info_.accepted_at = std::chrono::system_clock::now();
@@ -333,7 +356,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   /// `self` keeps the connection alive for the coroutine's lifetime (the frame holds it).
   net::awaitable<void> run(std::shared_ptr<Connection> self);
 
-  // Shutdown: called on the strand. An idle connection closes now; a busy one after its exchange.
+  // Shutdown: called on the connection's worker. An idle connection closes now; a busy one after
+  // its exchange.
   void drain() {
     if (idle_) cancelClient();
   }
@@ -379,6 +403,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<void> pump(TlsStream& from, TlsStream& to, UpstreamConn& up);
 
   std::shared_ptr<Server::Impl> server_;
+  Worker& worker_;
   TlsStream client_;
   Watchdog watchdog_;
   beast::flat_buffer client_buf_;
@@ -483,11 +508,11 @@ net::awaitable<bool> Connection::refuse(const Verdict& v, const RequestHead* hea
 }
 
 net::awaitable<std::unique_ptr<UpstreamConn>> Connection::connectUpstream(Verdict& failure) {
-  if (auto c = server_->takeIdle()) co_return c;
+  if (auto c = server_->takeIdle(worker_)) co_return c;
   beast::error_code ec;
   auto re = net::redirect_error(net::use_awaitable, ec);
   const auto& up = server_->opts.upstream;
-  auto c = std::make_unique<UpstreamConn>(server_->ioc, server_->upstream_ctx);
+  auto c = std::make_unique<UpstreamConn>(worker_.ioc, server_->upstream_ctx);
   SSL* ssl = c->stream.native_handle();
   const std::string& name = up.tls_server_name.empty() ? up.host : up.tls_server_name;
   if (isIpLiteral(name)) {
@@ -785,13 +810,17 @@ net::awaitable<bool> Connection::exchange() {
   rmsg.keep_alive(keep);
 
   // Response: upstream -> fixed buffer -> client. Each write completes before the next read:
-  // a slow client slows the upstream through TCP flow control.
+  // a slow client slows the upstream through TCP flow control. When body bytes came in with the
+  // head (a typical small response), head and first chunk go out in one write and one TLS
+  // record; a stream whose body has not started yet (a quiet watch) gets its head at once.
   http::response_serializer<http::buffer_body> rs{rmsg};
-  co_await http::async_write_header(client_, rs, re);
-  if (ec) {
-    current_upstream_ = nullptr;
-    tap.error("client closed: " + ec.message());
-    co_return false;
+  if (!res->is_done() && up->buffer.size() == 0) {
+    co_await http::async_write_header(client_, rs, re);
+    if (ec) {
+      current_upstream_ = nullptr;
+      tap.error("client closed: " + ec.message());
+      co_return false;
+    }
   }
   // A streamed response (watch, logs -f) can stay open for hours with nothing to write: watch
   // the client meanwhile, so one that went away releases its upstream stream at once.
@@ -810,6 +839,11 @@ net::awaitable<bool> Connection::exchange() {
   while (!res->is_done()) {
     rmsg.body().data = buf;
     rmsg.body().size = kBodyChunk;
+    // The watcher cancels a read in progress; one that notices between reads stops the next.
+    if (client_gone_) {
+      failure = "client closed";
+      break;
+    }
     co_await http::async_read_some(up->stream, up->buffer, *res, re);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
@@ -829,6 +863,14 @@ net::awaitable<bool> Connection::exchange() {
     }
     if (n) tap.responseBody({buf, n});
   }
+  if (failure.empty() && !rs.is_done()) {  // a response without a body: its head alone
+    rmsg.body().data = nullptr;
+    rmsg.body().size = 0;
+    rmsg.body().more = false;
+    co_await http::async_write(client_, rs, re);
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) failure = "client closed: " + ec.message();
+  }
   if (!*watcher_finished) {
     stop_watching_ = true;
     beast::error_code ignored;
@@ -842,7 +884,7 @@ net::awaitable<bool> Connection::exchange() {
   }
   tap.end();
   if (upstream_keep_alive && !delimited_by_eof && up->buffer.size() == 0)
-    server_->releaseIdle(std::move(up));
+    server_->releaseIdle(worker_, std::move(up));
   co_return keep && !client_gone_;
 }
 
@@ -1034,12 +1076,11 @@ std::string Server::Impl::upstreamToken() {
   return token;
 }
 
-std::unique_ptr<UpstreamConn> Server::Impl::takeIdle() {
-  std::lock_guard lock(mu);
+std::unique_ptr<UpstreamConn> Server::Impl::takeIdle(Worker& w) {
   const auto now = Clock::now();
-  while (!idle.empty()) {
-    auto c = std::move(idle.back());
-    idle.pop_back();
+  while (!w.idle.empty()) {
+    auto c = std::move(w.idle.back());
+    w.idle.pop_back();
     if (now - c->idle_since < kPoolIdleMax) {
       c->reused = true;
       return c;
@@ -1048,11 +1089,13 @@ std::unique_ptr<UpstreamConn> Server::Impl::takeIdle() {
   return nullptr;
 }
 
-void Server::Impl::releaseIdle(std::unique_ptr<UpstreamConn> c) {
-  std::lock_guard lock(mu);
-  if (draining || idle.size() >= opts.upstream.max_idle_connections) return;
+void Server::Impl::releaseIdle(Worker& w, std::unique_ptr<UpstreamConn> c) {
+  // The pool bound is shared out among the workers.
+  const std::size_t per_worker =
+      (opts.upstream.max_idle_connections + workers.size() - 1) / workers.size();
+  if (draining || w.idle.size() >= per_worker) return;
   c->idle_since = Clock::now();
-  idle.push_back(std::move(c));
+  w.idle.push_back(std::move(c));
 }
 
 void Server::Impl::connectionClosed(std::uint64_t id) {
@@ -1063,7 +1106,7 @@ void Server::Impl::connectionClosed(std::uint64_t id) {
     last = --active == 0;
   }
   if (last && draining) {
-    net::post(accept_strand, [self = shared_from_this()] { self->grace_timer.cancel(); });
+    net::post(acceptContext(), [self = shared_from_this()] { self->grace_timer.cancel(); });
   }
 }
 
@@ -1071,7 +1114,9 @@ net::awaitable<void> Server::Impl::acceptLoop() {
   auto self = shared_from_this();
   beast::error_code ec;
   for (;;) {
-    tcp::socket socket(net::make_strand(ioc));
+    Worker& worker = *workers[next_worker];
+    next_worker = (next_worker + 1) % workers.size();
+    tcp::socket socket(worker.ioc);
     co_await acceptor.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
     if (ec) {
       if (!acceptor.is_open() || draining) break;
@@ -1093,7 +1138,7 @@ net::awaitable<void> Server::Impl::acceptLoop() {
       std::lock_guard lock(mu);
       const std::uint64_t id = next_id++;
       ++active;
-      c = std::make_shared<Connection>(self, std::move(socket), id, over_cap);
+      c = std::make_shared<Connection>(self, worker, std::move(socket), id, over_cap);
       connections.emplace(id, c);
     }
     net::co_spawn(c->executor(), c->run(c), [](std::exception_ptr e) {
@@ -1128,21 +1173,25 @@ std::uint16_t Server::port() const {
 std::size_t Server::activeConnections() const { return impl_->active.load(); }
 
 void Server::start() {
-  net::co_spawn(impl_->accept_strand, impl_->acceptLoop(), net::detached);
-  const unsigned n = impl_->threadCount();
-  for (unsigned i = 0; i < n; ++i) impl_->threads.emplace_back([impl = impl_] { impl->ioc.run(); });
+  net::co_spawn(impl_->acceptContext(), impl_->acceptLoop(), net::detached);
+  for (auto& w : impl_->workers)
+    impl_->threads.emplace_back([impl = impl_, ioc = &w->ioc] { ioc->run(); });
 }
 
 void Server::stop() {
   auto impl = impl_;
   if (impl->draining.exchange(true)) return;
-  net::post(impl->accept_strand, [impl] {
+  net::post(impl->acceptContext(), [impl] {
     beast::error_code ec;
     impl->acceptor.close(ec);
+    // No new connection reaches a worker from here on: each runs until its connections are done.
+    for (auto& w : impl->workers) {
+      net::post(w->ioc, [w = w.get()] { w->idle.clear(); });
+      w->guard.reset();
+    }
     std::vector<std::shared_ptr<Connection>> live;
     {
       std::lock_guard lock(impl->mu);
-      impl->idle.clear();
       for (auto& [id, weak] : impl->connections)
         if (auto c = weak.lock()) live.push_back(std::move(c));
     }

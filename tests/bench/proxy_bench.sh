@@ -97,10 +97,24 @@ attribution: "off"
 metrics: {enabled: false}
 log: {level: warn}
 EOF
-"$KSCRIBE" serve --home "$W" --config "$W/config.yaml" 2>"$W/kscribe.log" &
-KPID=$!; PIDS+=("$KPID")
-sleep 0.5; kill -0 "$KPID" 2>/dev/null || { echo "kscribe did not start:"; cat "$W/kscribe.log"; exit 1; }
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$KP) 2>/dev/null && break; sleep 0.1; done
+# The same kscribe with recording off, on its own port, for the recording-cost column.
+KPN=$(freeport)
+sed "s/port: $KP}/port: $KPN}/" config.yaml > config-norec.yaml
+echo "sessions: {api: {enabled: false}}" >> config-norec.yaml
+start_kscribe() {  # config log -> pid in KSTARTED
+  "$KSCRIBE" serve --home "$W" --config "$1" 2>"$2" &
+  KSTARTED=$!; PIDS+=("$KSTARTED")
+}
+wait_port() {
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done
+}
+start_kscribe "$W/config.yaml" "$W/kscribe.log"; KPID=$KSTARTED
+start_kscribe "$W/config-norec.yaml" "$W/kscribe-norec.log"; KPIDN=$KSTARTED
+sleep 0.5
+for p in $KPID $KPIDN; do
+  kill -0 "$p" 2>/dev/null || { echo "kscribe did not start:"; cat "$W"/kscribe*.log; exit 1; }
+done
+wait_port "$KP"; wait_port "$KPN"
 
 # --- wrk ----------------------------------------------------------------------------------
 run_wrk() {  # name port file
@@ -121,6 +135,7 @@ for f in 4k.json 1m.json; do
   run_wrk direct "$UP" "$f"
   run_wrk nginx-proxy "$NGP" "$f"
   run_wrk kscribe "$KP" "$f"
+  run_wrk kscribe-norec "$KPN" "$f"
 done
 $PY - "$W/results" <<'EOF'
 import sys
@@ -138,6 +153,9 @@ for f in ("4k.json", "1m.json"):
     k, n, d = r[("kscribe", f)], r[("nginx-proxy", f)], r[("direct", f)]
     print("%-8s kscribe/nginx-proxy req/s %.2fx   kscribe/direct %.2fx   p99 kscribe %.2fms vs nginx-proxy %.2fms (target <= +1ms: %s)"
           % (f, k[0] / n[0], k[0] / d[0], k[2], n[2], "ok" if k[2] <= n[2] + 1 else "MISSED"))
+    o = r[("kscribe-norec", f)]
+    print("         recording on/off req/s %.2fx (target >= 0.90: %s)   kscribe-norec/nginx-proxy %.2fx"
+          % (k[0] / o[0], "ok" if k[0] >= 0.9 * o[0] else "MISSED", o[0] / n[0]))
     if f == "4k.json":
         print("         target kscribe >= 1.0x nginx-proxy req/s: %s" % ("ok" if k[0] >= n[0] else "MISSED"))
 EOF

@@ -1,0 +1,35 @@
+#pragma once
+// A JSON object written straight into a string, for the hot record lines: no document tree, and
+// string values escaped in runs rather than byte by byte. Output is what nlohmann::json::dump()
+// gives with error_handler_t::replace: invalid UTF-8 becomes U+FFFD, control characters are
+// escaped, nothing else is.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace kscribe {
+
+/// Appends `s` as a JSON string literal (quotes included) to `out`.
+void appendJsonQuoted(std::string& out, std::string_view s);
+
+class JsonObjectWriter {
+ public:
+  explicit JsonObjectWriter(std::string& out) : out_(out) { out_.push_back('{'); }
+  JsonObjectWriter& str(std::string_view key, std::string_view value);
+  /// A string, or null when empty.
+  JsonObjectWriter& strOrNull(std::string_view key, std::string_view value);
+  JsonObjectWriter& num(std::string_view key, std::int64_t value);
+  JsonObjectWriter& unum(std::string_view key, std::uint64_t value);
+  JsonObjectWriter& boolean(std::string_view key, bool value);
+  JsonObjectWriter& null(std::string_view key);
+  /// A value already in JSON form (a nested object dumped elsewhere).
+  JsonObjectWriter& raw(std::string_view key, std::string_view json);
+  void close() { out_.push_back('}'); }
+
+ private:
+  void key(std::string_view k);
+  std::string& out_;
+  bool first_ = true;
+};
+
+}  // namespace kscribe
