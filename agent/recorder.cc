@@ -67,7 +67,9 @@ class Recorder::Exchange : public proxy::ExchangeTap {
         record_(std::move(record)),
         started_(recorder.clock_.now()),
         upgrade_(head.upgrade) {
-    if (!upgrade_) {
+    // Bodies are kept for session files only: without a session (sessions.api.enabled: false)
+    // the audit line needs none, so nothing is captured.
+    if (!upgrade_ && session_) {
       request_.emplace(options(std::string(head.header("Content-Type")),
                                std::string(head.header("Content-Encoding")), true, 0));
     }
@@ -83,7 +85,7 @@ class Recorder::Exchange : public proxy::ExchangeTap {
 
   void responseHead(const proxy::ResponseHead& head) override {
     record_.status = head.status;
-    if (!upgrade_) {
+    if (!upgrade_ && session_) {
       response_.emplace(options(std::string(head.header("Content-Type")),
                                 std::string(head.header("Content-Encoding")), false, head.status));
     }
