@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "agent/json_writer.h"
 #include "agent/tier.h"
 
 namespace kscribe {
@@ -149,35 +150,7 @@ void appendJsonString(std::string& dst, std::string_view s, std::size_t limit) {
     }
     dst.append(run, n);
     if (p == end) break;
-    const auto c = static_cast<unsigned char>(*p++);
-    switch (c) {
-      case '"':
-        dst.append("\\\"");
-        break;
-      case '\\':
-        dst.append("\\\\");
-        break;
-      case '\n':
-        dst.append("\\n");
-        break;
-      case '\r':
-        dst.append("\\r");
-        break;
-      case '\t':
-        dst.append("\\t");
-        break;
-      case '\b':
-        dst.append("\\b");
-        break;
-      case '\f':
-        dst.append("\\f");
-        break;
-      default: {
-        static constexpr char kHex[] = "0123456789abcdef";
-        const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
-        dst.append(esc, 6);
-      }
-    }
+    appendJsonEscape(dst, static_cast<unsigned char>(*p++));
   }
   dst.push_back('"');
 }

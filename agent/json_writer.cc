@@ -47,6 +47,37 @@ std::pair<std::size_t, bool> utf8Sequence(const unsigned char* p, const unsigned
 
 }  // namespace
 
+void appendJsonEscape(std::string& out, unsigned char c) {
+  switch (c) {
+    case '"':
+      out.append("\\\"");
+      break;
+    case '\\':
+      out.append("\\\\");
+      break;
+    case '\n':
+      out.append("\\n");
+      break;
+    case '\r':
+      out.append("\\r");
+      break;
+    case '\t':
+      out.append("\\t");
+      break;
+    case '\b':
+      out.append("\\b");
+      break;
+    case '\f':
+      out.append("\\f");
+      break;
+    default: {
+      static constexpr char kHex[] = "0123456789abcdef";
+      const char esc[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+      out.append(esc, sizeof esc);
+    }
+  }
+}
+
 void appendJsonQuoted(std::string& out, std::string_view s) {
   out.push_back('"');
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -66,35 +97,7 @@ void appendJsonQuoted(std::string& out, std::string_view s) {
       p += n;
       continue;
     }
-    const unsigned char c = *p++;
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      case '\b':
-        out.append("\\b");
-        break;
-      case '\f':
-        out.append("\\f");
-        break;
-      default: {
-        static constexpr char kHex[] = "0123456789abcdef";
-        const char esc[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
-        out.append(esc, sizeof esc);
-      }
-    }
+    appendJsonEscape(out, *p++);
   }
   out.push_back('"');
 }
@@ -116,7 +119,8 @@ JsonObjectWriter& JsonObjectWriter::strOrNull(std::string_view k, std::string_vi
   return value.empty() ? null(k) : str(k, value);
 }
 
-JsonObjectWriter& JsonObjectWriter::num(std::string_view k, std::int64_t value) {
+template <class Int>
+JsonObjectWriter& JsonObjectWriter::number(std::string_view k, Int value) {
   key(k);
   char buf[24];
   const auto r = std::to_chars(buf, buf + sizeof buf, value);
@@ -124,12 +128,12 @@ JsonObjectWriter& JsonObjectWriter::num(std::string_view k, std::int64_t value) 
   return *this;
 }
 
+JsonObjectWriter& JsonObjectWriter::num(std::string_view k, std::int64_t value) {
+  return number(k, value);
+}
+
 JsonObjectWriter& JsonObjectWriter::unum(std::string_view k, std::uint64_t value) {
-  key(k);
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, value);
-  out_.append(buf, r.ptr);
-  return *this;
+  return number(k, value);
 }
 
 JsonObjectWriter& JsonObjectWriter::boolean(std::string_view k, bool value) {

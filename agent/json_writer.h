@@ -9,6 +9,8 @@
 
 namespace kscribe {
 
+/// Appends the JSON escape for `c`: a quote, a backslash or a control character.
+void appendJsonEscape(std::string& out, unsigned char c);
 /// Appends `s` as a JSON string literal (quotes included) to `out`.
 void appendJsonQuoted(std::string& out, std::string_view s);
 
@@ -28,6 +30,8 @@ class JsonObjectWriter {
 
  private:
   void key(std::string_view k);
+  template <class Int>
+  JsonObjectWriter& number(std::string_view k, Int value);
   std::string& out_;
   bool first_ = true;
 };
