@@ -30,6 +30,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -304,7 +305,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   ServerOptions opts;
   std::vector<std::unique_ptr<Worker>> workers;
-  std::size_t next_worker = 0;  // round robin; accept loop only
+  net::thread_pool blocking_pool{2};  // identity checks (they may wait on the API server)
+  std::size_t next_worker = 0;        // round robin; accept loop only
   ssl::context server_ctx{ssl::context::tls_server};
   ssl::context upstream_ctx{ssl::context::tls_client};
   tcp::acceptor acceptor;
@@ -628,7 +630,14 @@ net::awaitable<bool> Connection::exchange() {
   if (server_->opts.identity != nullptr) {
     if (checked_agent_ != info_.agent) {
       try {
-        auto r = server_->opts.identity->check(info_);
+        // Off the worker: a pod not yet known is looked up from the API server, which can
+        // take a while, and the worker serves other connections meanwhile.
+        auto r = co_await net::co_spawn(
+            server_->blocking_pool.get_executor(),
+            [this]() -> net::awaitable<IdentityCheck::Result> {
+              co_return server_->opts.identity->check(info_);
+            },
+            net::use_awaitable);
         info_.identity = std::move(r.identity);
         identity_refusal_ = std::move(r.refusal);
       } catch (const std::exception& e) {
@@ -855,10 +864,15 @@ net::awaitable<bool> Connection::exchange() {
     rmsg.body().size = n;
     rmsg.body().more = !res->is_done();
     if (n == 0 && rmsg.body().more) continue;
+    // A client that stops reading holds the upstream stream through backpressure: it gets
+    // limits.idle_timeout per write, then the exchange ends.
+    armClient(limits().idle_timeout);
     co_await http::async_write(client_, rs, re);
+    watchdog_.disarm();
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
-      failure = "client closed: " + ec.message();
+      failure = timed_out_ ? "client stopped reading (limits.idle_timeout)"
+                           : "client closed: " + ec.message();
       break;
     }
     if (n) tap.responseBody({buf, n});

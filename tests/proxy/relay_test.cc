@@ -575,6 +575,28 @@ TEST_F(ProxyTest, SlowReaderSlowsTheUpstream) {
   EXPECT_LT(after, 64u * 1024 * 1024) << "upstream sent " << after << " bytes to a stalled reader";
 }
 
+TEST_F(ProxyTest, ClientThatStopsReadingIsClosedAfterIdleTimeout) {
+  const auto start = std::chrono::steady_clock::now();
+  {
+    TlsClient c(server_->port(), alice());
+    ASSERT_TRUE(c.send(get("/big?size=1073741824")));
+    std::size_t got = 0;
+    while (got < 1'000'000) {
+      auto s = c.readSome(65536);
+      ASSERT_FALSE(s.empty());
+      got += s.size();
+    }
+    // Stop reading, keep the socket open: the proxy's write stalls until limits.idle_timeout.
+    for (int i = 0; i < 800 && server_->activeConnections() != 0; ++i)
+      std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(server_->activeConnections(), 0u) << "a stalled reader kept its connection";
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 3s);  // not before the idle timeout
+  auto events = this->events(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_NE(events[0].find("stopped reading"), std::string::npos) << events[0];
+}
+
 // --- shutdown --------------------------------------------------------------------------------
 TEST_F(ProxyTest, ShutdownLetsInFlightFinishAndClosesIdle) {
   TlsClient idle(server_->port(), alice());
