@@ -755,8 +755,23 @@ net::awaitable<bool> Connection::exchange() {
       res->body_limit(kNoBodyLimit);
       if (is_head) res->skip(true);
       co_await http::async_read_header(up->stream, up->buffer, *res, re);
-      // Interim responses (other than 101) are not relayed; the final one follows.
+      // Interim responses other than 101 go on to HTTP/1.1 clients as they come (RFC 9110
+      // 15.2), except 100, which kscribe answered itself; the final response follows.
       while (!ec && res->get().result_int() / 100 == 1 && res->get().result_int() != 101) {
+        if (client_version >= 11 && res->get().result_int() != 100) {
+          auto& interim = res->get();
+          stripHopByHop(interim, false);
+          interim.version(11);
+          http::response_serializer<http::buffer_body> is{interim};
+          beast::error_code wec;
+          co_await http::async_write_header(client_, is,
+                                            net::redirect_error(net::use_awaitable, wec));
+          if (wec) {
+            current_upstream_ = nullptr;
+            tap.error("client closed: " + wec.message());
+            co_return false;
+          }
+        }
         res.emplace();
         res->header_limit(kMaxUpstreamHeader);
         res->body_limit(kNoBodyLimit);

@@ -382,6 +382,13 @@ bool Upstream::Impl::handle(ssl::stream<tcp::socket>& s, beast::flat_buffer& buf
     out += "\r\n";
     return writeAll(s, out) && keep;
   }
+  if (p == "/early-hints") {
+    return writeAll(
+               s,
+               "HTTP/1.1 103 Early Hints\r\nLink: </openapi/v3>; rel=preload\r\n\r\n"
+               "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nfinal") &&
+           keep;
+  }
   if (p == "/watch") {
     std::string out =
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";

@@ -276,6 +276,21 @@ TEST_F(ProxyTest, ChunkedRequestAndResponse) {
   EXPECT_EQ(r.body, "chunk-0\nchunk-1\nchunk-2\nchunk-3\n");
 }
 
+TEST_F(ProxyTest, InterimResponsesReachHttp11ClientsBeforeTheFinalOne) {
+  TlsClient c(server_->port(), alice());
+  ASSERT_TRUE(c.send(get("/early-hints")));
+  Response hints = c.read();
+  EXPECT_EQ(hints.status, 103);
+  EXPECT_EQ(hints.header("link"), "</openapi/v3>; rel=preload");
+  Response r = c.read();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "final");
+  // An HTTP/1.0 client cannot take an interim response (RFC 9110 15.2): it gets the final one.
+  TlsClient old(server_->port(), alice());
+  ASSERT_TRUE(old.send("GET /early-hints HTTP/1.0\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(old.read().status, 200);
+}
+
 TEST_F(ProxyTest, HeadAnd204And304HaveNoBody) {
   TlsClient c(server_->port(), alice());
   ASSERT_TRUE(c.send("HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n"));
