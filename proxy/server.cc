@@ -849,10 +849,13 @@ net::awaitable<bool> Connection::exchange() {
   // A streamed response (watch, logs -f) can stay open for hours with nothing to write: watch
   // the client meanwhile, so one that went away releases its upstream stream at once.
   const bool watch_client = !res->is_done() && (res->chunked() || delimited_by_eof);
-  auto ex = co_await net::this_coro::executor;
-  auto watcher_done = std::make_shared<net::steady_timer>(ex, Clock::time_point::max());
-  auto watcher_finished = std::make_shared<bool>(!watch_client);
+  // Allocated for streams only: a plain response spends nothing on the watcher.
+  std::shared_ptr<net::steady_timer> watcher_done;
+  std::shared_ptr<bool> watcher_finished;
   if (watch_client) {
+    auto ex = co_await net::this_coro::executor;
+    watcher_done = std::make_shared<net::steady_timer>(ex, Clock::time_point::max());
+    watcher_finished = std::make_shared<bool>(false);
     stop_watching_ = false;
     net::co_spawn(ex, watchClient(*up), [watcher_done, watcher_finished](std::exception_ptr) {
       *watcher_finished = true;
@@ -900,7 +903,7 @@ net::awaitable<bool> Connection::exchange() {
     if (ec == http::error::need_buffer) ec = {};
     if (ec) failure = "client closed: " + ec.message();
   }
-  if (!*watcher_finished) {
+  if (watcher_finished && !*watcher_finished) {
     stop_watching_ = true;
     beast::error_code ignored;
     client_.next_layer().cancel(ignored);
