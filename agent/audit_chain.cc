@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "agent/durable_file.h"
 
@@ -15,8 +16,17 @@ std::string canonicalJson(const nlohmann::json& value) {
 std::string sealAuditLine(nlohmann::json& line, const std::string& prev_hash) {
   line["prev_hash"] = prev_hash;
   line["hash"] = "";
-  line["hash"] = durable::sha256Hex(canonicalJson(line));
-  return canonicalJson(line);
+  std::string text = canonicalJson(line);
+  const std::string hash = durable::sha256Hex(text);
+  line["hash"] = hash;
+  // The sealed line is the hashed text with the hash filled in: a hex digest needs no escaping,
+  // so splicing it into the one empty "hash" value gives exactly what dumping again would.
+  static constexpr std::string_view kEmpty = "\"hash\":\"\"";
+  const auto at = text.find(kEmpty);
+  if (at == std::string::npos || text.find(kEmpty, at + 1) != std::string::npos)
+    return canonicalJson(line);  // not one unambiguous place: dump again
+  text.insert(at + kEmpty.size() - 1, hash);
+  return text;
 }
 
 AuditVerifyResult verifyAuditChain(std::istream& in, const AuditVerifyOptions& options) {
