@@ -165,30 +165,41 @@ std::string certificateAgent(SSL* ssl, const std::string& trust_domain, std::str
   return agent;
 }
 
-// One timer per connection guarding whichever wait is in progress. On expiry it runs the
-// action (which cancels a socket) on the connection's worker; disarm() or a later arm()
-// makes a queued expiry a no-op.
+// One timer per connection guarding whichever wait is in progress. arm() sets the deadline and
+// the action (which cancels a socket); disarm() drops the action. The timer itself is moved only
+// when a deadline comes earlier than its expiry; otherwise an expiry that finds a later deadline
+// waits again. So a keep-alive connection, whose every exchange arms and disarms several times,
+// costs a timer operation every few seconds rather than several per request.
 class Watchdog {
  public:
   explicit Watchdog(const net::any_io_executor& ex) : timer_(ex) {}
   void arm(milliseconds after, std::function<void()> on_expiry) {
-    ++generation_;
+    deadline_ = Clock::now() + after;
     action_ = std::move(on_expiry);
-    timer_.expires_after(after);
-    timer_.async_wait([this, g = generation_](const beast::error_code& ec) {
-      if (ec || g != generation_) return;  // ec first: `this` may be gone once aborted
-      if (auto a = std::move(action_)) a();
-    });
+    if (!waiting_ || deadline_ < timer_.expiry()) wait();
   }
-  void disarm() {
-    ++generation_;
-    action_ = nullptr;
-    timer_.cancel();
-  }
+  void disarm() { action_ = nullptr; }
 
  private:
+  void wait() {
+    timer_.expires_at(deadline_);  // a pending wait ends with operation_aborted
+    waiting_ = true;
+    // An expiry already queued when the connection goes away still runs: `alive` tells it.
+    timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](const beast::error_code& ec) {
+      if (ec || alive.expired()) return;  // re-aimed (another wait is pending) or destroyed
+      waiting_ = false;
+      if (!action_) return;
+      if (Clock::now() < deadline_) return wait();
+      auto a = std::move(action_);
+      action_ = nullptr;
+      a();
+    });
+  }
+
   net::steady_timer timer_;
-  std::uint64_t generation_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  Clock::time_point deadline_{};
+  bool waiting_ = false;
   std::function<void()> action_;
 };
 
