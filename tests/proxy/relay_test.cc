@@ -114,6 +114,16 @@ class ProxyTest : public ::testing::Test {
   static std::string get(const std::string& target, const std::string& extra = "") {
     return "GET " + target + " HTTP/1.1\r\nHost: kscribe\r\n" + extra + "\r\n";
   }
+  // Asks for a 1 GB body and reads its first megabyte.
+  static void startLargeDownload(TlsClient& c) {
+    ASSERT_TRUE(c.send(get("/big?size=1073741824")));
+    std::size_t got = 0;
+    while (got < 1'000'000) {
+      auto s = c.readSome(65536);
+      ASSERT_FALSE(s.empty());
+      got += s.size();
+    }
+  }
   // Reads until `needle` shows up (or the connection ends); returns all that was read.
   static std::string readUntil(TlsClient& c, const std::string& needle) {
     std::string got;
@@ -572,15 +582,9 @@ TEST_F(CappedProxyTest, ConnectionsOverTheCapGet503AndClose) {
 // --- backpressure ----------------------------------------------------------------------------
 TEST_F(ProxyTest, SlowReaderSlowsTheUpstream) {
   TlsClient c(server_->port(), alice());
-  ASSERT_TRUE(c.send(get("/big?size=1073741824")));
   // Read 1 MB, then stop reading. The upstream must stall: only socket buffers and the proxy's
   // fixed buffer may hold what the client has not read.
-  std::size_t got = 0;
-  while (got < 1'000'000) {
-    auto s = c.readSome(65536);
-    ASSERT_FALSE(s.empty());
-    got += s.size();
-  }
+  ASSERT_NO_FATAL_FAILURE(startLargeDownload(c));
   std::uint64_t before = 0, after = upstream_.big_bytes_sent.load();
   do {
     before = after;
@@ -594,13 +598,7 @@ TEST_F(ProxyTest, ClientThatStopsReadingIsClosedAfterIdleTimeout) {
   const auto start = std::chrono::steady_clock::now();
   {
     TlsClient c(server_->port(), alice());
-    ASSERT_TRUE(c.send(get("/big?size=1073741824")));
-    std::size_t got = 0;
-    while (got < 1'000'000) {
-      auto s = c.readSome(65536);
-      ASSERT_FALSE(s.empty());
-      got += s.size();
-    }
+    ASSERT_NO_FATAL_FAILURE(startLargeDownload(c));
     // Stop reading, keep the socket open: the proxy's write stalls until limits.idle_timeout.
     for (int i = 0; i < 800 && server_->activeConnections() != 0; ++i)
       std::this_thread::sleep_for(10ms);
