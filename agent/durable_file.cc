@@ -14,6 +14,21 @@ namespace {
 
 std::error_code lastError() { return {errno, std::generic_category()}; }
 
+// Opens `path` and reads its size; on failure nothing stays open.
+std::error_code openSized(const fs::path& path, int flags, int& fd, off_t& size) {
+  fd = ::open(path.c_str(), flags, 0640);
+  if (fd < 0) return lastError();
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    auto ec = lastError();
+    ::close(fd);
+    fd = -1;
+    return ec;
+  }
+  size = st.st_size;
+  return {};
+}
+
 int injected(const FaultHook* fault, std::string_view op, const fs::path& path) {
   return (fault && *fault) ? (*fault)(op, path) : 0;
 }
@@ -37,16 +52,11 @@ AppendFile::~AppendFile() { close(); }
 std::error_code AppendFile::open(const fs::path& path, const FaultHook* fault) {
   close();
   fault_ = fault;
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (fd < 0) return lastError();
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    auto ec = lastError();
-    ::close(fd);
-    return ec;
-  }
+  int fd = -1;
+  off_t size = 0;
+  if (auto ec = openSized(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, fd, size)) return ec;
   fd_ = fd;
-  size_ = static_cast<std::uint64_t>(st.st_size);
+  size_ = static_cast<std::uint64_t>(size);
   path_ = path;
   dirty_ = false;
   return {};
@@ -123,16 +133,10 @@ std::error_code writeFileAtomic(const fs::path& path, std::string_view data,
 
 std::error_code cutTornTail(const fs::path& path, std::uint64_t& removed) {
   removed = 0;
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return lastError();
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    auto ec = lastError();
-    ::close(fd);
-    return ec;
-  }
+  int fd = -1;
+  off_t end = 0;
+  if (auto ec = openSized(path, O_RDWR | O_CLOEXEC, fd, end)) return ec;
   // Scan backwards for the last newline, a block at a time.
-  off_t end = st.st_size;
   off_t keep = 0;
   std::array<char, 64 * 1024> buf;
   off_t pos = end;

@@ -32,22 +32,10 @@ std::string fmt(double v) {
 
 // Escaped text with the redaction and truncation markers made visible.
 std::string markedHtml(const std::string& text) {
-  std::string e = htmlEscape(text);
-  std::string out;
-  std::size_t pos = 0;
-  while (true) {
-    std::size_t a = e.find("[REDACTED]", pos);
-    std::size_t b = e.find("[TRUNCATED at ", pos);
-    std::size_t at = std::min(a, b);
-    if (at == std::string::npos) break;
-    std::size_t close = e.find(']', at);
-    std::size_t len = (at == a) ? 10 : close + 1 - at;
-    out += e.substr(pos, at - pos);
-    out += std::string("<mark class=\"") + (at == a ? "red" : "cut") + "\">" + e.substr(at, len) +
-           "</mark>";
-    pos = at + len;
-  }
-  return out + e.substr(pos);
+  return wrapMarkers(htmlEscape(text), [](std::string_view marker, bool redaction) {
+    return std::string("<mark class=\"") + (redaction ? "red" : "cut") + "\">" +
+           std::string(marker) + "</mark>";
+  });
 }
 
 double msSince(const std::string& start, const std::string& ts) {

@@ -135,22 +135,30 @@ std::string prettyJsonOrRaw(const std::string& text) {
 }
 
 std::string highlightMarkers(const std::string& text) {
-  std::string out;
-  std::size_t pos = 0;
-  while (true) {
-    std::size_t a = text.find("[REDACTED]", pos);
-    std::size_t b = text.find("[TRUNCATED at ", pos);
-    std::size_t at = std::min(a, b);
-    if (at == std::string::npos) break;
-    std::size_t len = (at == a) ? 10 : text.find(']', at) + 1 - at;
-    out += text.substr(pos, at - pos);
-    out += "\x1b[1;35m" + text.substr(at, len) + kReset;
-    pos = at + len;
-  }
-  return out + text.substr(pos);
+  return wrapMarkers(text, [](std::string_view marker, bool) {
+    return "\x1b[1;35m" + std::string(marker) + kReset;
+  });
 }
 
 }  // namespace
+
+std::string wrapMarkers(const std::string& text,
+                        const std::function<std::string(std::string_view, bool)>& wrap) {
+  std::string out;
+  std::size_t pos = 0;
+  for (;;) {
+    const std::size_t a = text.find("[REDACTED]", pos);
+    const std::size_t b = text.find("[TRUNCATED at ", pos);
+    const std::size_t at = std::min(a, b);
+    if (at == std::string::npos) break;
+    // A truncation marker ends at its ']' (or, cut itself, at the end of the text).
+    const std::size_t end = at == a ? at + 10 : std::min(text.find(']', at), text.size() - 1) + 1;
+    out.append(text, pos, at - pos);
+    out += wrap(std::string_view(text).substr(at, end - at), at == a);
+    pos = end;
+  }
+  return out.append(text, pos);
+}
 
 std::string safeText(const std::string& s, bool keep_newlines) {
   std::string out;

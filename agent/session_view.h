@@ -4,8 +4,10 @@
 // control characters (no terminal escape injection), HTML output escapes everything.
 
 #include <filesystem>
+#include <functional>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -54,6 +56,10 @@ std::string bodyText(const nlohmann::json& record, const std::string& side, std:
 /// Replaces control characters (and C1 controls) with visible escapes; keeps \n and \t when
 /// `keep_newlines`.
 std::string safeText(const std::string& s, bool keep_newlines = false);
+/// `text` with each "[REDACTED]" and "[TRUNCATED at ...]" marker replaced by wrap(marker,
+/// is_redaction): how the viewer and the report make them stand out.
+std::string wrapMarkers(const std::string& text,
+                        const std::function<std::string(std::string_view, bool)>& wrap);
 
 /// Writes the HTML report of a session. `progress` may be empty.
 void writeHtmlReport(std::ostream& out, const SessionSummary& s,
