@@ -254,16 +254,21 @@ enum class Scope : std::uint8_t { kNone, kRedact, kPending };
 
 // Streaming JSON redactor over yajl's SAX parser. Writes compact JSON capped at `cap` bytes but
 // parses to the end, so kinds that arrive late still redact what was written before them.
+// A silent redactor makes every decision the same way but writes nothing: it only tells whether
+// the text is valid JSON the emitting pass would leave unchanged (no value redacted, no Secret).
 class JsonRedactor {
  public:
-  JsonRedactor(std::size_t cap, bool secret_context) : cap_(cap), secret_context_(secret_context) {
+  enum class Mode : std::uint8_t { kEmit, kSilent };
+  // `reserve`: expected output size (the output grows past it if need be).
+  JsonRedactor(std::size_t cap, bool secret_context, Mode mode, std::size_t reserve)
+      : cap_(cap), secret_context_(secret_context), silent_(mode == Mode::kSilent) {
     static const yajl_callbacks kCallbacks{onNull,   onBoolean,    nullptr,    nullptr,
                                            onNumber, onString,     onStartMap, onMapKey,
                                            onEndMap, onStartArray, onEndArray};
     handle_ = yajl_alloc(&kCallbacks, nullptr, this);
     yajl_config(handle_, yajl_allow_multiple_values, 1);
-    frames_.reserve(64);
-    out_.reserve(std::min<std::size_t>(cap_, 64 * 1024));
+    frames_.reserve(32);
+    if (!silent_) out_.reserve(std::min(cap_, reserve));
   }
   ~JsonRedactor() { yajl_free(handle_); }
   JsonRedactor(const JsonRedactor&) = delete;
@@ -308,7 +313,7 @@ class JsonRedactor {
 
   // Writes to the output, cut at cap_.
   void emit(std::string_view s) {
-    if (cut_) return;
+    if (cut_ || silent_) return;
     const std::size_t room = cap_ - out_.size();
     if (s.size() > room) {
       out_.append(s.data(), room);
@@ -324,6 +329,7 @@ class JsonRedactor {
   }
   // The hot path for one structural character.
   void emitChar(char c) {
+    if (silent_) return;
     if (!cut_) {
       if (out_.size() < cap_) {
         out_.push_back(c);
@@ -334,14 +340,14 @@ class JsonRedactor {
     if (scope_ == Scope::kPending) emitSide(std::string_view(&c, 1));
   }
   void emitSide(std::string_view s) {
-    if (pending_index_ == kNoPending) return;
+    if (pending_index_ == kNoPending || silent_) return;
     Pending& p = pending_[pending_index_];
     if (p.side_full) return;
     p.side.append(s);
     if (p.side.size() > cap_ - p.start) p.side_full = true;
   }
   void emitString(std::string_view s) {
-    if (cut_) return;
+    if (cut_ || silent_) return;
     appendJsonString(out_, s, cap_);
     if (out_.size() > cap_) {
       out_.resize(cap_);
@@ -472,8 +478,10 @@ class JsonRedactor {
       if (f.is_object && f.key == Key::kKind) {
         if (f.kind != Kind::kUnknown) {
           // Go's decoder keeps the last duplicate: a second kind could turn a ConfigMap already
-          // written plain into a Secret. Refuse the body instead.
+          // written plain into a Secret. Refuse the body instead, and as one that may hold a
+          // Secret: which kind a reader keeps is not ours to guess.
           r.error_ = "duplicate kind";
+          r.saw_secret_ = true;
           return 0;
         }
         f.kind = classifyKind(v);
@@ -536,6 +544,7 @@ class JsonRedactor {
     f.key = r.scope_ == Scope::kNone ? classifyKey(k) : Key::kOther;
     const bool comma = !f.first;
     f.first = false;
+    if (r.silent_) return 1;
     if (r.scope_ != Scope::kPending) {
       // Hot path: separator, key and colon in one go.
       if (r.cut_) return 1;
@@ -639,6 +648,7 @@ class JsonRedactor {
   yajl_handle handle_ = nullptr;
   std::size_t cap_;
   bool secret_context_;
+  bool silent_;
   std::vector<Frame> frames_;
   std::vector<Pending> pending_;
   std::string out_;
@@ -802,12 +812,31 @@ class BodyCapture::Impl {
       const bool json = options_.redact_secrets && (media_ == MediaClass::kJson ||
                                                     (looks_json && media_ != MediaClass::kText));
       if (json) {
-        json_ = std::make_unique<JsonRedactor>(options_.max_body_size, path_secret_);
-        if (!raw_.empty()) json_->feed(raw_.data(), raw_.size());
-        raw_.clear();
+        const std::size_t cap = options_.max_body_size;
+        // The declared size says the body will be cut: no verbatim copy is possible.
+        const bool too_big =
+            !inflating_ && options_.content_length && *options_.content_length > cap;
+        if (too_big) {
+          startEmitting(cap);
+        } else {
+          verbatim_ = true;
+          json_ = std::make_unique<JsonRedactor>(cap, path_secret_, JsonRedactor::Mode::kSilent, 0);
+          if (!inflating_ && options_.content_length) {
+            raw_.reserve(static_cast<std::size_t>(*options_.content_length));
+          }
+          if (!raw_.empty()) json_->feed(raw_.data(), raw_.size());
+        }
       }
     }
     if (json_) {
+      if (verbatim_) {
+        if (raw_.size() + data.size() > options_.max_body_size) {
+          // It will be cut: redact as it streams from here (the kept prefix parsed again, once).
+          startEmitting(options_.max_body_size);
+        } else {
+          raw_.append(data);
+        }
+      }
       json_->feed(data.data(), data.size());
       return;
     }
@@ -823,9 +852,33 @@ class BodyCapture::Impl {
     if (raw_.size() < keep) raw_.append(data.substr(0, keep - raw_.size()));
   }
 
+  // Replaces the silent pass by an emitting one that has seen everything kept so far.
+  void startEmitting(std::size_t reserve) {
+    json_ = std::make_unique<JsonRedactor>(options_.max_body_size, path_secret_,
+                                           JsonRedactor::Mode::kEmit, reserve);
+    if (!raw_.empty()) json_->feed(raw_.data(), raw_.size());
+    verbatim_ = false;
+    raw_.clear();
+    raw_.shrink_to_fit();
+  }
+
   std::string truncationMarker() const { return "[TRUNCATED at " + options_.max_body_text + "]"; }
 
   Result finishJson(Result& r) {
+    if (verbatim_) {
+      // Whole and within the cap. Valid JSON in which the redactor would change nothing is
+      // stored as received (blank edges aside); anything else goes through the emitting pass.
+      if (json_->complete() && !json_->sawSecret()) {
+        const auto last = raw_.find_last_not_of(" \t\r\n");
+        raw_.resize(last + 1);  // there is a value, so last is a position
+        const auto first = raw_.find_first_not_of(" \t\r\n");
+        if (first > 0) raw_.erase(0, first);
+        r.encoding = "text";
+        r.body = std::move(raw_);
+        return r;
+      }
+      startEmitting(raw_.size() + raw_.size() / 8 + 64);
+    }
     const bool ok = json_->complete();
     r.redactions = json_->redactions();
     r.redacted = r.redactions > 0;
@@ -907,6 +960,8 @@ class BodyCapture::Impl {
   std::uint64_t wire_size_ = 0;
   std::uint64_t decoded_size_ = 0;
   std::unique_ptr<JsonRedactor> json_;
+  // json_ is the silent pass and raw_ holds the decoded body (at most max_body_size bytes).
+  bool verbatim_ = false;
   std::string raw_;
   std::string restart_probe_;
   WordScanner scanner_{"Secret"};

@@ -1,7 +1,11 @@
 // Recorder throughput without sockets: what one exchange costs the relay's thread (begin, a
 // request and a response body through BodyCapture, end), and how many exchanges per second the
 // writer thread sustains to disk (JSONL + audit chain, fsync every sync_interval).
-// Usage: recorder_bench [DIR] [EXCHANGES] [THREADS]
+// Usage: recorder_bench [DIR] [EXCHANGES] [THREADS] [BODY_BYTES] [cl]
+// (BODY_BYTES: response size, default 4096; "cl": the response carries a Content-Length, as a
+// server that knows the size sends; without it the body is chunked, size unknown.)
+#include <time.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -28,6 +32,13 @@ std::string podList(std::size_t bytes) {
   }
   return s + "]}";
 }
+
+// CPU time of this thread: on a shared machine wall time also measures the neighbours.
+long threadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1'000'000'000L + ts.tv_nsec;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -35,6 +46,8 @@ int main(int argc, char** argv) {
       argc > 1 ? argv[1] : std::filesystem::temp_directory_path() / "kscribe-recorder-bench";
   const long n = argc > 2 ? std::atol(argv[2]) : 20000;
   const int threads = argc > 3 ? std::atoi(argv[3]) : 2;
+  const std::size_t body_bytes = argc > 4 ? std::strtoul(argv[4], nullptr, 10) : 4096;
+  const bool content_length = argc > 5 && std::string(argv[5]) == "cl";
   std::filesystem::remove_all(dir);
   SystemClock clock;
   RecorderOptions o;
@@ -44,7 +57,7 @@ int main(int argc, char** argv) {
   Recorder recorder(o, clock);
   recorder.start();
 
-  const std::string body = podList(4096);
+  const std::string body = podList(body_bytes);
   proxy::ConnectionInfo c;
   c.agent = "bench";
   c.attribution = std::make_shared<proxy::Attribution>();
@@ -54,13 +67,15 @@ int main(int argc, char** argv) {
   proxy::ResponseHead resp;
   resp.status = 200;
   resp.headers.emplace_back("Content-Type", "application/json");
+  if (content_length) resp.headers.emplace_back("Content-Length", std::to_string(body.size()));
 
-  std::atomic<long> tap_ns{0};
+  std::atomic<long> tap_ns{0}, cpu_ns{0};
   auto t0 = Clock_::now();
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&] {
       long local = 0;
+      const long cpu0 = threadCpuNs();
       for (long i = 0; i < n / threads; ++i) {
         auto a = Clock_::now();
         auto b = recorder.begin(c, req);
@@ -71,6 +86,7 @@ int main(int argc, char** argv) {
         local += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock_::now() - a).count();
       }
       tap_ns += local;
+      cpu_ns += threadCpuNs() - cpu0;
     });
   }
   for (auto& t : ts) t.join();
@@ -80,11 +96,13 @@ int main(int argc, char** argv) {
   recorder.shutdown();
   const double tap_s = std::chrono::duration<double>(t1 - t0).count();
   const double all_s = std::chrono::duration<double>(t2 - t0).count();
-  std::printf("recorder: %ld exchanges, %zu-byte JSON response, %d threads\n", n, body.size(),
-              threads);
+  std::printf("recorder: %ld exchanges, %zu-byte JSON response%s, %d threads\n", n, body.size(),
+              content_length ? " with Content-Length" : " (chunked)", threads);
   std::printf("  tap cost on the relay thread: %.2f us/exchange (%.0f exchanges/s per thread)\n",
               static_cast<double>(tap_ns.load()) / 1000.0 / static_cast<double>(n),
               1e9 * static_cast<double>(n) / static_cast<double>(tap_ns.load()));
+  std::printf("  relay thread CPU time: %.2f us/exchange\n",
+              static_cast<double>(cpu_ns.load()) / 1000.0 / static_cast<double>(n));
   std::printf(
       "  offered %.0f exchanges/s; written to disk at %.0f exchanges/s (%.1f MB/s); "
       "lost %llu\n",
