@@ -39,6 +39,7 @@
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -329,8 +330,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   ServerOptions opts;
   std::vector<std::unique_ptr<Worker>> workers;
-  net::thread_pool blocking_pool{2};  // identity checks (they may wait on the API server)
-  std::size_t next_worker = 0;        // round robin; accept loop only
+  // Identity checks, which may wait on the API server; only when an identity check is configured.
+  std::optional<net::thread_pool> blocking_pool;
+  std::size_t next_worker = 0;  // round robin; accept loop only
   ssl::context server_ctx{ssl::context::tls_server};
   ssl::context upstream_ctx{ssl::context::tls_client};
   tcp::acceptor acceptor;
@@ -671,7 +673,7 @@ net::awaitable<bool> Connection::exchange() {
         // Off the worker: a pod not yet known is looked up from the API server, which can
         // take a while, and the worker serves other connections meanwhile.
         auto r = co_await net::co_spawn(
-            server_->blocking_pool.get_executor(),
+            server_->blocking_pool->get_executor(),
             [this]() -> net::awaitable<IdentityCheck::Result> {
               co_return server_->opts.identity->check(info_);
             },
@@ -1029,6 +1031,7 @@ net::awaitable<void> Connection::tunnel(UpstreamConn& up) {
 
 // ---------------------------------------------------------------------------------------------
 void Server::Impl::setup() {
+  if (opts.identity != nullptr) blocking_pool.emplace(2);
   // Listener TLS: 1.2 minimum (1.3 preferred by OpenSSL's default ordering), HTTP/1.1 ALPN,
   // client certificates optional at the TLS layer (a token may authenticate instead) but
   // verified against the kscribe CA when presented.
