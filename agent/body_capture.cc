@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstring>
 #include <vector>
 
@@ -97,9 +98,71 @@ constexpr std::array<bool, 256> kPlainStringByte = [] {
   return t;
 }();
 
+// The first byte at or after p that is not plain string text (kPlainStringByte), or end. Eight
+// bytes at a time: Kubernetes strings are mostly short runs of printable ASCII.
+[[gnu::always_inline]] inline const char* skipPlainStringBytes(const char* p, const char* end) {
+  static_assert(std::endian::native == std::endian::little, "the first match is the lowest byte");
+  constexpr std::uint64_t kOnes = 0x0101010101010101ull;
+  constexpr std::uint64_t kHigh = 0x8080808080808080ull;
+  while (end - p >= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    const std::uint64_t quote = w ^ (kOnes * '"');
+    const std::uint64_t backslash = w ^ (kOnes * '\\');
+    // A byte's high bit set where it is zero (quote, backslash), below 0x20, or non-ASCII. Bits
+    // above the first match may be spurious (borrows); the first one is exact.
+    const std::uint64_t special = ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash) |
+                                  ((w - kOnes * 0x20) & ~w) | w;
+    const std::uint64_t hit = special & kHigh;
+    if (hit != 0) return p + (__builtin_ctzll(hit) >> 3);
+    p += 8;
+  }
+  while (p < end && kPlainStringByte[static_cast<unsigned char>(*p)]) ++p;
+  return p;
+}
+
 bool isHex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
+
+// Scans a JSON string's text from p (after the opening quote): the closing quote, or null where
+// the text is not valid JSON (or malformed UTF-8). `escaped`: it holds escapes.
+[[gnu::always_inline]] inline const char* scanJsonString(const char* p, const char* end,
+                                                         bool& escaped) {
+  bool esc = false;
+  for (;;) {
+    p = skipPlainStringBytes(p, end);
+    if (p == end) return nullptr;
+    const char c = *p;
+    if (c == '"') {
+      escaped = esc;
+      return p;
+    }
+    if (c == '\\') {
+      esc = true;
+      if (end - p < 2) return nullptr;
+      const char x = p[1];
+      if (x == 'u') {
+        if (end - p < 6 || !isHex(p[2]) || !isHex(p[3]) || !isHex(p[4]) || !isHex(p[5])) {
+          return nullptr;
+        }
+        p += 6;
+      } else if (x == '"' || x == '\\' || x == '/' || x == 'b' || x == 'f' || x == 'n' ||
+                 x == 'r' || x == 't') {
+        p += 2;
+      } else {
+        return nullptr;
+      }
+      continue;
+    }
+    if (static_cast<unsigned char>(c) < 0x20) return nullptr;
+    const std::size_t n = utf8Char(reinterpret_cast<const unsigned char*>(p),
+                                   reinterpret_cast<const unsigned char*>(end));
+    if (n == 0) return nullptr;
+    p += n;
+  }
+}
+
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 bool isBlank(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
@@ -347,45 +410,10 @@ class JsonRedactor {
     enum class Want : std::uint8_t { kValue, kValueOrClose, kKey, kKeyOrClose, kColon, kNext };
     const char* p = text.data();
     const char* const end = p + text.size();
-    const auto* const uend = reinterpret_cast<const unsigned char*>(end);
-    // A string from its opening quote: [s, e) its text as written.
+    // The last string scanned: [s, e) its text as written.
     const char* s = nullptr;
     const char* e = nullptr;
     bool escaped = false;
-    auto string = [&]() -> bool {
-      s = ++p;
-      escaped = false;
-      for (;;) {
-        while (p < end && kPlainStringByte[static_cast<unsigned char>(*p)]) ++p;
-        if (p == end) return false;
-        const char c = *p;
-        if (c == '"') {
-          e = p++;
-          return true;
-        }
-        if (c == '\\') {
-          escaped = true;
-          if (end - p < 2) return false;
-          const char x = p[1];
-          if (x == 'u') {
-            if (end - p < 6 || !isHex(p[2]) || !isHex(p[3]) || !isHex(p[4]) || !isHex(p[5])) {
-              return false;
-            }
-            p += 6;
-          } else if (x == '"' || x == '\\' || x == '/' || x == 'b' || x == 'f' || x == 'n' ||
-                     x == 'r' || x == 't') {
-            p += 2;
-          } else {
-            return false;
-          }
-          continue;
-        }
-        if (static_cast<unsigned char>(c) < 0x20) return false;
-        const std::size_t n = utf8Char(reinterpret_cast<const unsigned char*>(p), uend);
-        if (n == 0) return false;
-        p += n;
-      }
-    };
     auto digits = [&]() -> bool {
       if (p == end || !isDigit(*p)) return false;
       while (p < end && isDigit(*p)) ++p;
@@ -417,7 +445,10 @@ class JsonRedactor {
             if (!push(false)) return false;
             want = Want::kValueOrClose;
           } else if (c == '"') {
-            if (!string()) return false;
+            s = p + 1;
+            e = scanJsonString(s, end, escaped);
+            if (e == nullptr) return false;
+            p = e + 1;
             // A kind's value decides; yajl would hand it over unescaped: not ours to do.
             const Frame& f = frames_.back();
             if (escaped && f.is_object && f.key == Key::kKind) return false;
@@ -471,7 +502,11 @@ class JsonRedactor {
           }
           [[fallthrough]];
         case Want::kKey:
-          if (c != '"' || !string() || escaped) return false;  // keys decide: written plain only
+          if (c != '"') return false;
+          s = p + 1;
+          e = scanJsonString(s, end, escaped);
+          if (e == nullptr || escaped) return false;  // keys decide: only those written plain
+          p = e + 1;
           onMapKey(this, reinterpret_cast<const unsigned char*>(s),
                    static_cast<std::size_t>(e - s));
           want = Want::kColon;

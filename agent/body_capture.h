@@ -2,8 +2,10 @@
 // One captured body (request or response), fed the bytes exactly as on the wire in any chunking.
 // Decompresses gzip (capped), redacts Secrets and credentials with a streaming SAX pass over JSON
 // (watch streams included), refuses to keep bodies it cannot vouch for (protobuf, CBOR, YAML that
-// may hold a Secret), and cuts what it keeps at max_body_size. Memory stays bounded by
-// max_body_size plus small parser state, whatever the body size.
+// may hold a Secret), and cuts what it keeps at max_body_size. A JSON body that fits is kept as
+// received and, when a scan finds nothing to redact in it, stored as is (no re-serialization);
+// otherwise the emitting pass writes it. Memory stays bounded by twice max_body_size plus small
+// parser state, whatever the body size.
 
 #include <cstdint>
 #include <memory>
