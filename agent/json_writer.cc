@@ -1,14 +1,16 @@
 #include "agent/json_writer.h"
 
 #include <array>
+#include <bit>
 #include <charconv>
+#include <cstring>
 #include <utility>
 
 namespace kscribe {
 namespace {
 
 // 0: copy as is; 1: needs an escape; 2: the lead byte of a multi-byte UTF-8 sequence (or an
-// invalid byte) that must be checked.
+// invalid byte) that must be checked. DEL (0x7f) is escaped only in ASCII mode.
 constexpr std::array<std::uint8_t, 256> kClass = [] {
   std::array<std::uint8_t, 256> t{};
   for (int c = 0; c < 0x20; ++c) t[c] = 1;
@@ -17,6 +19,8 @@ constexpr std::array<std::uint8_t, 256> kClass = [] {
   for (int c = 0x80; c < 0x100; ++c) t[c] = 2;
   return t;
 }();
+
+constexpr char kHex[] = "0123456789abcdef";
 
 // The UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF):
 // returns its length and whether it is valid; when it is not, the length is its maximal valid
@@ -45,68 +49,204 @@ std::pair<std::size_t, bool> utf8Sequence(const unsigned char* p, const unsigned
   return {need + 1, true};
 }
 
+// Writes the escape of an ASCII byte that needs one; at most 6 bytes.
+char* writeEscape(char* w, unsigned char c) {
+  char e = 0;
+  switch (c) {
+    case '"':
+      e = '"';
+      break;
+    case '\\':
+      e = '\\';
+      break;
+    case '\n':
+      e = 'n';
+      break;
+    case '\r':
+      e = 'r';
+      break;
+    case '\t':
+      e = 't';
+      break;
+    case '\b':
+      e = 'b';
+      break;
+    case '\f':
+      e = 'f';
+      break;
+    default:
+      break;
+  }
+  *w++ = '\\';
+  if (e) {
+    *w++ = e;
+    return w;
+  }
+  *w++ = 'u';
+  *w++ = '0';
+  *w++ = '0';
+  *w++ = kHex[c >> 4];
+  *w++ = kHex[c & 15];
+  return w;
+}
+
+char* writeU16(char* w, std::uint32_t u) {
+  *w++ = '\\';
+  *w++ = 'u';
+  *w++ = kHex[(u >> 12) & 15];
+  *w++ = kHex[(u >> 8) & 15];
+  *w++ = kHex[(u >> 4) & 15];
+  *w++ = kHex[u & 15];
+  return w;
+}
+
+constexpr std::uint64_t kOnes = 0x0101010101010101ull;
+constexpr std::uint64_t kHigh = 0x8080808080808080ull;
+
+// A mask whose lowest set bit marks the first byte of `x` that needs more than a backslash in
+// front (a control character, a non-ASCII byte, and DEL in ASCII mode). Borrows only run upwards
+// from a flagged byte, so the lowest flag is exact (bytes above it may be false).
+template <bool kAscii>
+std::uint64_t hardBytes(std::uint64_t x) {
+  std::uint64_t m = ((x - kOnes * 0x20) & ~x & kHigh) | (x & kHigh);
+  if constexpr (kAscii) {
+    const std::uint64_t del = x ^ (kOnes * 0x7f);
+    m |= (del - kOnes) & ~del & kHigh;
+  }
+  return m;
+}
+
+// The high bit of every byte of `x` that is a quote or a backslash; exact for every byte (no
+// carry crosses a byte), so it can drive the byte-by-byte step below.
+std::uint64_t quoteBytes(std::uint64_t x) {
+  const auto zero = [](std::uint64_t v) { return ~(((v & ~kHigh) + ~kHigh) | v) & kHigh; };
+  return zero(x ^ (kOnes * '"')) | zero(x ^ (kOnes * '\\'));
+}
+
+// Copies n bytes, a backslash before each one `quotes` flags: without branches, since quotes are
+// frequent and irregular in a JSON body (a branch per quote is mostly mispredicted).
+char* copyQuoting(char* w, const unsigned char* p, std::size_t n, std::uint64_t quotes) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned e = static_cast<unsigned>(quotes >> (8 * i + 7)) & 1u;
+    const char c = static_cast<char>(p[i]);
+    w[0] = e ? '\\' : c;
+    w[1] = c;
+    w += 1 + e;
+  }
+  return w;
+}
+
+// Escapes `s` into `out` through a raw pointer: the string is grown in large steps to a bound
+// that covers the rest, so the loop does no per-run append; plain 8-byte words are copied whole.
+template <bool kAscii>
+void quoted(std::string& out, std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* const end = p + s.size();
+  std::size_t used = out.size();
+  out.resize(used + s.size() + s.size() / 4 + 32);
+  char* w = out.data() + used;
+  char* limit = out.data() + out.size();
+  // Room for `need` more bytes; regrowing assumes the rest of the input may need half again.
+  const auto room = [&](std::size_t need) {
+    if (static_cast<std::size_t>(limit - w) >= need) return;
+    used = static_cast<std::size_t>(w - out.data());
+    const auto rest = static_cast<std::size_t>(end - p);
+    out.resize(used + need + rest + rest / 2 + 64);
+    w = out.data() + used;
+    limit = out.data() + out.size();
+  };
+  *w++ = '"';
+  while (p < end) {
+    room(16);
+    if constexpr (std::endian::native == std::endian::little) {
+      // A word at a time; room for a whole word escaped (16 bytes) is checked once per word.
+      while (end - p >= 8 && limit - w >= 17) {
+        std::uint64_t x;
+        std::memcpy(&x, p, 8);
+        const std::uint64_t hard = hardBytes<kAscii>(x);
+        const std::uint64_t quotes = quoteBytes(x);
+        if ((hard | quotes) == 0) {
+          std::memcpy(w, p, 8);
+          p += 8;
+          w += 8;
+          continue;
+        }
+        if (hard == 0) {
+          w = copyQuoting(w, p, 8, quotes);
+          p += 8;
+          continue;
+        }
+        const auto k = static_cast<std::size_t>(std::countr_zero(hard) / 8);
+        w = copyQuoting(w, p, k, quotes);
+        p += k;
+        break;
+      }
+      if (p == end) break;
+      room(16);
+    }
+    const unsigned char c = *p;
+    const std::uint8_t cls = kClass[c];
+    if (cls == 0 && !(kAscii && c == 0x7f)) {
+      *w++ = static_cast<char>(c);
+      ++p;
+      continue;
+    }
+    if (cls != 2) {
+      w = writeEscape(w, c);  // 0x7f lands in the \u00XX default
+      ++p;
+      continue;
+    }
+    const auto [n, valid] = utf8Sequence(p, end);
+    if (!valid) {
+      if constexpr (kAscii) {
+        w = writeU16(w, 0xfffd);
+      } else {
+        std::memcpy(w, "\xEF\xBF\xBD", 3);  // U+FFFD REPLACEMENT CHARACTER
+        w += 3;
+      }
+    } else if constexpr (kAscii) {
+      std::uint32_t cp = 0;
+      if (n == 2) {
+        cp = (c & 0x1Fu) << 6 | (p[1] & 0x3Fu);
+      } else if (n == 3) {
+        cp = (c & 0x0Fu) << 12 | (p[1] & 0x3Fu) << 6 | (p[2] & 0x3Fu);
+      } else {
+        cp = (c & 0x07u) << 18 | (p[1] & 0x3Fu) << 12 | (p[2] & 0x3Fu) << 6 | (p[3] & 0x3Fu);
+      }
+      if (cp <= 0xFFFF) {
+        w = writeU16(w, cp);
+      } else {
+        w = writeU16(w, 0xD7C0u + (cp >> 10));
+        w = writeU16(w, 0xDC00u + (cp & 0x3FFu));
+      }
+    } else {
+      std::memcpy(w, p, n);
+      w += n;
+    }
+    p += n;
+  }
+  room(1);
+  *w++ = '"';
+  out.resize(static_cast<std::size_t>(w - out.data()));
+}
+
 }  // namespace
 
 void appendJsonEscape(std::string& out, unsigned char c) {
-  switch (c) {
-    case '"':
-      out.append("\\\"");
-      break;
-    case '\\':
-      out.append("\\\\");
-      break;
-    case '\n':
-      out.append("\\n");
-      break;
-    case '\r':
-      out.append("\\r");
-      break;
-    case '\t':
-      out.append("\\t");
-      break;
-    case '\b':
-      out.append("\\b");
-      break;
-    case '\f':
-      out.append("\\f");
-      break;
-    default: {
-      static constexpr char kHex[] = "0123456789abcdef";
-      const char esc[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
-      out.append(esc, sizeof esc);
-    }
-  }
+  char buf[8];
+  out.append(buf, writeEscape(buf, c));
 }
 
-void appendJsonQuoted(std::string& out, std::string_view s) {
-  out.push_back('"');
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    const auto* run = p;
-    while (p < end && kClass[*p] == 0) ++p;
-    out.append(reinterpret_cast<const char*>(run), static_cast<std::size_t>(p - run));
-    if (p == end) break;
-    if (kClass[*p] == 2) {
-      const auto [n, valid] = utf8Sequence(p, end);
-      if (valid) {
-        out.append(reinterpret_cast<const char*>(p), n);
-      } else {
-        out.append("\xEF\xBF\xBD");  // U+FFFD REPLACEMENT CHARACTER
-      }
-      p += n;
-      continue;
-    }
-    appendJsonEscape(out, *p++);
-  }
-  out.push_back('"');
-}
+void appendJsonQuoted(std::string& out, std::string_view s) { quoted<false>(out, s); }
+
+void appendJsonQuotedAscii(std::string& out, std::string_view s) { quoted<true>(out, s); }
 
 void JsonObjectWriter::key(std::string_view k) {
   if (!first_) out_.push_back(',');
   first_ = false;
-  appendJsonQuoted(out_, k);
-  out_.push_back(':');
+  out_.push_back('"');
+  out_.append(k);
+  out_.append("\":", 2);
 }
 
 JsonObjectWriter& JsonObjectWriter::str(std::string_view k, std::string_view value) {

@@ -13,7 +13,11 @@ namespace kscribe {
 void appendJsonEscape(std::string& out, unsigned char c);
 /// Appends `s` as a JSON string literal (quotes included) to `out`.
 void appendJsonQuoted(std::string& out, std::string_view s);
+/// Like appendJsonQuoted, but ASCII only: what dump() gives with ensure_ascii (DEL and every
+/// non-ASCII code point \u-escaped, surrogate pairs above U+FFFF, invalid UTF-8 as \ufffd).
+void appendJsonQuotedAscii(std::string& out, std::string_view s);
 
+/// Keys are written as they are: they are the code's own literals and need no escaping.
 class JsonObjectWriter {
  public:
   explicit JsonObjectWriter(std::string& out) : out_(out) { out_.push_back('{'); }
