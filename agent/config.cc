@@ -313,6 +313,7 @@ void readConfig(const YAML::Node& root, Config& c) {
   ship.choice("on_spool_full", s.on_spool_full, {"reject", "drop_oldest"});
   ship.duration("upload_interval", s.upload_interval);
   ship.duration("audit_head_interval", s.audit_head_interval);
+  ship.duration("final_upload_timeout", s.final_upload_timeout);
   ship.integer("max_retries", s.max_retries, 0, 100);
   if (s.part_size.bytes < 5ULL * 1024 * 1024) {
     // S3 (and Swift's s3api) refuse multipart parts under 5 MiB (except the last).
@@ -521,6 +522,7 @@ json toJson(const Config& c) {
         {"on_spool_full", s.on_spool_full},
         {"upload_interval", d(s.upload_interval)},
         {"audit_head_interval", d(s.audit_head_interval)},
+        {"final_upload_timeout", d(s.final_upload_timeout)},
         {"max_retries", s.max_retries}}},
       {"metrics",
        {{"enabled", c.metrics.enabled}, {"address", c.metrics.address}, {"port", c.metrics.port}}},

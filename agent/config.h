@@ -121,6 +121,7 @@ struct ShippingConfig {
   std::string on_spool_full = "reject";  // reject (503 new requests) | drop_oldest
   Duration upload_interval{10'000};
   Duration audit_head_interval{60'000};
+  Duration final_upload_timeout{10'000};  // at shutdown: how long the last upload pass may take
   std::uint32_t max_retries = 8;
 };
 

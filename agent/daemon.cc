@@ -153,7 +153,8 @@ int runDaemon(const Config& config) {
   server.reset();
   // The proxy has drained (no tap call can follow): close every session and sync.
   recorder.shutdown();
-  if (shipper) shipper->stop();
+  // Sessions the shutdown just closed go to storage now rather than at the next start.
+  if (shipper) shipper->finish(config.shipping.final_upload_timeout);
   if (attribution.loader) {
     metrics::exportBpfCounters(metrics::get(), {});  // before the loader goes
     auto c = attribution.loader->counters();

@@ -24,27 +24,31 @@ unsigned tierOf(const proxy::RequestHead& request) {
 
 class MetricsExchange : public proxy::ExchangeTap {
  public:
-  MetricsExchange(std::unique_ptr<proxy::ExchangeTap> inner, metrics::KscribeMetrics& m,
+  MetricsExchange(std::unique_ptr<proxy::ExchangeTap> inner, const MetricsTap::Series& series,
                   const MetricsTap::Clock& clock, const proxy::ConnectionInfo& connection,
                   const proxy::RequestHead& request)
       : inner_(std::move(inner)),
-        m_(m),
+        series_(series),
         clock_(clock),
         start_(clock()),
         agent_(agentLabel(connection)),
-        method_(request.method),
-        target_(request.target),
-        upgrade_(request.upgrade),
-        patch_(request.method == "PATCH"),
-        request_bytes_(m.proxied_bytes.labels({"request"})),
-        response_bytes_(m.proxied_bytes.labels({"response"})) {}
+        patch_(request.method == "PATCH") {
+    // Only a PATCH's tier waits on its body; every other tier is known now, and the request
+    // line need not be kept.
+    if (patch_) {
+      target_ = request.target;
+      upgrade_ = request.upgrade;
+    } else {
+      tier_ = static_cast<int>(tierOf(request));
+    }
+  }
 
   ~MetricsExchange() override {
     if (!done_) finish(0);  // neither end() nor error(): count it as failed rather than lose it
   }
 
   void requestBody(std::span<const char> chunk) override {
-    request_bytes_.inc(chunk.size());
+    series_.request_bytes.inc(chunk.size());
     // The tier of a PATCH depends on its body (rollout restart is OPERATE): keep the little the
     // classifier looks at, so the tier here is the one the recorder writes.
     if (patch_ && patch_body_.size() + chunk.size() <= kMaxRestartPatchSize)
@@ -61,7 +65,7 @@ class MetricsExchange : public proxy::ExchangeTap {
     if (inner_) inner_->responseHead(head);
   }
   void responseBody(std::span<const char> chunk) override {
-    response_bytes_.inc(chunk.size());
+    series_.response_bytes.inc(chunk.size());
     if (inner_) inner_->responseBody(chunk);
   }
   void upgraded() override {
@@ -81,37 +85,32 @@ class MetricsExchange : public proxy::ExchangeTap {
   unsigned tier() {
     if (tier_ < 0)
       tier_ = static_cast<int>(
-          tierOf(method_, target_, upgrade_,
-                 patch_ && !patch_too_big_ ? std::string_view(patch_body_) : std::string_view()));
+          tierOf("PATCH", target_, upgrade_, patch_too_big_ ? std::string_view() : patch_body_));
     return static_cast<unsigned>(tier_);
   }
   void observeDuration() {
     if (observed_) return;
     observed_ = true;
     const std::chrono::duration<double> d = clock_() - start_;
-    char t[4] = {static_cast<char>('0' + tier()), 0};
-    m_.request_duration.labels({std::string_view(t, 1)}).observe(d.count());
+    series_.duration(tier()).observe(d.count());
   }
   void finish(unsigned status) {
     done_ = true;
     observeDuration();
-    m_.request(agent_, tier(), status).inc();
+    series_.metrics.request(agent_, tier(), status).inc();
   }
 
   std::unique_ptr<proxy::ExchangeTap> inner_;
-  metrics::KscribeMetrics& m_;
+  const MetricsTap::Series& series_;
   const MetricsTap::Clock& clock_;
   std::chrono::steady_clock::time_point start_;
   std::string agent_;
-  std::string method_;
-  std::string target_;
-  bool upgrade_;
   int tier_ = -1;  // computed once the body hint is known
   bool patch_;
+  bool upgrade_ = false;  // PATCH only, with target_
+  std::string target_;
   std::string patch_body_;
   bool patch_too_big_ = false;
-  metrics::Counter& request_bytes_;
-  metrics::Counter& response_bytes_;
   unsigned status_ = 0;
   bool observed_ = false;
   bool done_ = false;
@@ -119,8 +118,22 @@ class MetricsExchange : public proxy::ExchangeTap {
 
 }  // namespace
 
+MetricsTap::Series::Series(metrics::KscribeMetrics& m)
+    : metrics(m),
+      request_bytes(m.proxied_bytes.labels({"request"})),
+      response_bytes(m.proxied_bytes.labels({"response"})) {
+  for (unsigned t = 0; t < durations.size(); ++t) {
+    const char label[2] = {static_cast<char>('0' + t), 0};
+    durations[t] = &m.request_duration.labels({std::string_view(label, 1)});
+  }
+}
+
+metrics::Histogram& MetricsTap::Series::duration(unsigned tier) const {
+  return *durations[tier < durations.size() ? tier : durations.size() - 1];
+}
+
 MetricsTap::MetricsTap(proxy::Tap* inner, metrics::KscribeMetrics& metrics, Clock clock)
-    : inner_(inner), metrics_(metrics), clock_(std::move(clock)) {}
+    : inner_(inner), metrics_(metrics), series_(metrics), clock_(std::move(clock)) {}
 
 proxy::Tap::Begin MetricsTap::begin(const proxy::ConnectionInfo& connection,
                                     const proxy::RequestHead& request) {
@@ -132,8 +145,7 @@ proxy::Tap::Begin MetricsTap::begin(const proxy::ConnectionInfo& connection,
     metrics_.proxyRefusal(b.refusal->status).inc();
     return b;
   }
-  b.tap =
-      std::make_unique<MetricsExchange>(std::move(b.tap), metrics_, clock_, connection, request);
+  b.tap = std::make_unique<MetricsExchange>(std::move(b.tap), series_, clock_, connection, request);
   return b;
 }
 

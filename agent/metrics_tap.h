@@ -5,6 +5,7 @@
 //   MetricsTap metrics_tap(&recorder, metrics::get());  options.tap = &metrics_tap;
 // (Attribution results are counted by the attribution sources themselves, agent/attribution.cc.)
 
+#include <array>
 #include <chrono>
 #include <functional>
 
@@ -17,6 +18,15 @@ namespace kscribe {
 class MetricsTap : public proxy::Tap {
  public:
   using Clock = std::function<std::chrono::steady_clock::time_point()>;
+  /// The series every exchange touches, looked up once (a lookup takes the family's lock).
+  struct Series {
+    explicit Series(metrics::KscribeMetrics& m);
+    metrics::Histogram& duration(unsigned tier) const;
+    metrics::KscribeMetrics& metrics;
+    metrics::Counter& request_bytes;
+    metrics::Counter& response_bytes;
+    std::array<metrics::Histogram*, 5> durations{};  // by tier
+  };
   MetricsTap(
       proxy::Tap* inner, metrics::KscribeMetrics& metrics,
       Clock clock = [] { return std::chrono::steady_clock::now(); });
@@ -28,6 +38,7 @@ class MetricsTap : public proxy::Tap {
  private:
   proxy::Tap* inner_;
   metrics::KscribeMetrics& metrics_;
+  Series series_;
   Clock clock_;
 };
 

@@ -163,16 +163,48 @@ void Shipper::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void Shipper::finish(std::chrono::milliseconds budget) {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard lock(mu_);
+    finishing_ = true;
+    woken_ = true;
+  }
+  wake_.notify_all();
+  bool done = false;
+  {
+    std::unique_lock lock(mu_);
+    done = finished_cv_.wait_for(lock, budget, [this] { return finished_; });
+  }
+  if (!done) {
+    log::warn("shipper: the final upload did not end within shipping.final_upload_timeout; " +
+              std::to_string(spool_.pending().size()) + " spooled sessions ship at the next start");
+  }
+  stop();
+}
+
 void Shipper::run() {
   using clock = std::chrono::steady_clock;
   auto next_head = clock::now();
   while (!stopping_) {
-    drainOnce();
-    if (clock::now() >= next_head) {
+    bool last = false;
+    {
+      std::lock_guard lock(mu_);
+      last = finishing_;
+    }
+    const std::size_t left = drainOnce();
+    if (last || clock::now() >= next_head) {
       uploadAuditHead();
       next_head = clock::now() + config_.shipping.audit_head_interval;
     }
     std::unique_lock lock(mu_);
+    if (last) {
+      log::info("shipper: final upload done; " + std::to_string(left) +
+                " spooled sessions left for the next start");
+      finished_ = true;
+      finished_cv_.notify_all();
+      return;
+    }
     wake_.wait_for(lock, config_.shipping.upload_interval,
                    [this] { return woken_ || stopping_.load(); });
     woken_ = false;

@@ -9,6 +9,7 @@
 // request (false: answer 503, the spool is full under on_spool_full: reject); stop() on shutdown.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,10 @@ class Shipper : public SessionSink {
   void start();
   /// Stops the thread (an upload in flight finishes or times out; retry waits end at once).
   void stop();
+  /// At shutdown, once the recorder has closed its sessions: one last pass that uploads what the
+  /// spool holds and the audit head, for at most `budget`; then stop(). What is left ships at the
+  /// next start.
+  void finish(std::chrono::milliseconds budget);
 
   bool accepting() const { return spool_.accepting(); }
   ShipperStatus status() const;
@@ -69,6 +74,9 @@ class Shipper : public SessionSink {
   std::mutex mu_;
   std::condition_variable wake_;
   bool woken_ = false;
+  bool finishing_ = false;  // finish() asked for the last pass (guarded by mu_)
+  bool finished_ = false;   // the last pass is over (guarded by mu_)
+  std::condition_variable finished_cv_;
   mutable std::mutex status_mu_;
   ShipperStatus status_;
   std::string last_audit_head_;

@@ -39,6 +39,7 @@
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -260,10 +261,23 @@ class GuardedTap {
   std::unique_ptr<ExchangeTap> tap_;
 };
 
+// OpenSSL's record buffers (about 17 KB each way) are kept between records while requests flow:
+// releasing them after every record (SSL_MODE_RELEASE_BUFFERS, which asio sets on each stream)
+// costs an allocation and a free per record. A long stream (watch, logs -f, a tunnel) that sits
+// mostly idle releases them, which keeps thousands of open watches small.
+void keepRecordBuffers(TlsStream& s, bool keep) {
+  if (keep) {
+    SSL_clear_mode(s.native_handle(), SSL_MODE_RELEASE_BUFFERS);
+  } else {
+    SSL_set_mode(s.native_handle(), SSL_MODE_RELEASE_BUFFERS);
+  }
+}
+
 struct UpstreamConn {
   // The read buffer starts a whole TLS record large: Beast sizes each read by the buffer's free
   // capacity (at least 512 bytes), so a small buffer would relay a body 512 bytes at a time.
   UpstreamConn(net::io_context& ioc, ssl::context& ctx) : stream(ioc, ctx) {
+    keepRecordBuffers(stream, true);
     buffer.reserve(kBodyChunk);
   }
   TlsStream stream;
@@ -316,8 +330,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   ServerOptions opts;
   std::vector<std::unique_ptr<Worker>> workers;
-  net::thread_pool blocking_pool{2};  // identity checks (they may wait on the API server)
-  std::size_t next_worker = 0;        // round robin; accept loop only
+  // Identity checks, which may wait on the API server; only when an identity check is configured.
+  std::optional<net::thread_pool> blocking_pool;
+  std::size_t next_worker = 0;  // round robin; accept loop only
   ssl::context server_ctx{ssl::context::tls_server};
   ssl::context upstream_ctx{ssl::context::tls_client};
   tcp::acceptor acceptor;
@@ -350,6 +365,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         over_cap_(over_cap),
         body_buf_(new char[kBodyChunk]) {
     client_buf_.reserve(std::min(kBodyChunk, client_buf_.max_size()));  // see UpstreamConn
+    keepRecordBuffers(client_, true);
     info_.id = id;
     info_.fd = client_.next_layer().native_handle();
     info_.accepted_at = std::chrono::system_clock::now();
@@ -422,6 +438,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer client_buf_;
   ConnectionInfo info_;
   std::string cert_agent_, cert_spiffe_;
+  std::string bearer_, bearer_agent_;        // the last bearer token accepted, and its agent
   std::string checked_agent_;                // the agent the identity check last decided
   std::optional<Refusal> identity_refusal_;  // its refusal, if any
   bool over_cap_ = false;
@@ -620,7 +637,19 @@ net::awaitable<bool> Connection::exchange() {
   } else {
     const std::string_view auth = msg[http::field::authorization];
     if (auth.size() > 7 && beast::iequals(auth.substr(0, 7), "bearer ")) {
-      info_.agent = server_->authenticateToken(auth.substr(7));
+      const std::string_view presented = auth.substr(7);
+      // A client sends the same token on every request of a connection: checked once.
+      if (presented.size() == bearer_.size() && !bearer_.empty() &&
+          CRYPTO_memcmp(presented.data(), bearer_.data(), bearer_.size()) == 0) {
+        info_.agent = bearer_agent_;
+      } else {
+        info_.agent = server_->authenticateToken(presented);
+        bearer_.clear();
+        if (!info_.agent.empty()) {
+          bearer_ = presented;
+          bearer_agent_ = info_.agent;
+        }
+      }
       if (!info_.agent.empty()) {
         info_.spiffe_id = "spiffe://" + server_->opts.trust_domain + "/agent/" + info_.agent;
         info_.auth_method = "token";
@@ -644,7 +673,7 @@ net::awaitable<bool> Connection::exchange() {
         // Off the worker: a pod not yet known is looked up from the API server, which can
         // take a while, and the worker serves other connections meanwhile.
         auto r = co_await net::co_spawn(
-            server_->blocking_pool.get_executor(),
+            server_->blocking_pool->get_executor(),
             [this]() -> net::awaitable<IdentityCheck::Result> {
               co_return server_->opts.identity->check(info_);
             },
@@ -822,6 +851,8 @@ net::awaitable<bool> Connection::exchange() {
       co_return false;
     }
     tap.upgraded();
+    keepRecordBuffers(client_, false);
+    keepRecordBuffers(up->stream, false);
     co_await tunnel(*up);
     current_upstream_ = nullptr;
     tap.end();
@@ -868,6 +899,8 @@ net::awaitable<bool> Connection::exchange() {
     watcher_done = std::make_shared<net::steady_timer>(ex, Clock::time_point::max());
     watcher_finished = std::make_shared<bool>(false);
     stop_watching_ = false;
+    keepRecordBuffers(client_, false);
+    keepRecordBuffers(up->stream, false);
     net::co_spawn(ex, watchClient(*up), [watcher_done, watcher_finished](std::exception_ptr) {
       *watcher_finished = true;
       watcher_done->cancel();
@@ -919,6 +952,10 @@ net::awaitable<bool> Connection::exchange() {
     beast::error_code ignored;
     client_.next_layer().cancel(ignored);
     co_await watcher_done->async_wait(re);
+  }
+  if (watch_client) {
+    keepRecordBuffers(client_, true);
+    keepRecordBuffers(up->stream, true);
   }
   current_upstream_ = nullptr;
   if (!failure.empty()) {
@@ -994,6 +1031,7 @@ net::awaitable<void> Connection::tunnel(UpstreamConn& up) {
 
 // ---------------------------------------------------------------------------------------------
 void Server::Impl::setup() {
+  if (opts.identity != nullptr) blocking_pool.emplace(2);
   // Listener TLS: 1.2 minimum (1.3 preferred by OpenSSL's default ordering), HTTP/1.1 ALPN,
   // client certificates optional at the TLS layer (a token may authenticate instead) but
   // verified against the kscribe CA when presented.
@@ -1008,7 +1046,6 @@ void Server::Impl::setup() {
   check(o.ca_file, "tls.ca_cert");
   SSL_CTX* sctx = server_ctx.native_handle();
   SSL_CTX_set_min_proto_version(sctx, TLS1_2_VERSION);
-  SSL_CTX_set_mode(sctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(sctx, SSL_OP_NO_RENEGOTIATION);
   try {
     server_ctx.use_certificate_chain_file(o.cert_file.string());
@@ -1045,7 +1082,6 @@ void Server::Impl::setup() {
   if (u.host.empty()) throw StartupError("upstream", "no API server address");
   SSL_CTX* uctx = upstream_ctx.native_handle();
   SSL_CTX_set_min_proto_version(uctx, TLS1_2_VERSION);
-  SSL_CTX_set_mode(uctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_alpn_protos(uctx, kAlpnHttp11, sizeof kAlpnHttp11);
   try {
     if (!u.ca_pem.empty()) {

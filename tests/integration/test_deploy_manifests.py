@@ -174,9 +174,10 @@ def test_capabilities_are_exactly_the_justified_set(container):
 
 def test_grace_period_outlasts_the_drain(pod, config):
     grace = seconds(config["limits"]["shutdown_grace"])
+    final_upload = seconds(config["shipping"]["final_upload_timeout"])
     assert pod["terminationGracePeriodSeconds"] > grace
-    # and leaves time to close sessions and flush after the drain
-    assert pod["terminationGracePeriodSeconds"] >= grace + 10
+    # and leaves time to close sessions, flush, and make the last upload after the drain
+    assert pod["terminationGracePeriodSeconds"] >= grace + final_upload + 5
 
 
 def test_resources_env_and_credentials(container):

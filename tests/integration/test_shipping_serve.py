@@ -10,6 +10,9 @@
   "spool", kscribe_spool_accepting is 0, the refusals are audited; the entries serve spooled
   validate against schemas/spool-entry.schema.json. Swift started again: the spool drains,
   requests succeed, and every recorded session arrives with identical bytes.
+- SIGTERM with sessions open: they close ("shutdown") and ship before the process exits; with
+  storage down, the last upload pass stops at shipping.final_upload_timeout and the spool keeps
+  the session for the next start.
 Credentials come from a temporary shared credentials file (shipping.credentials_file); the
 environment's AWS_* variables are removed for kscribe.
 """
@@ -18,6 +21,7 @@ import http.client
 import json
 import os
 import re
+import time
 import uuid
 
 import pytest
@@ -322,3 +326,49 @@ def test_spool_full_rejects_new_requests_until_uploads_drain(workdir, apiserver,
     log = served.process.output()
     assert "refusing new requests until uploads catch up" in log
     assert "accepting new requests again" in log
+
+
+def test_sigterm_ships_the_sessions_it_closes(workdir, apiserver, swift, kscribe_bin, tmp_path):
+    # A long idle timeout: both sessions are still open when SIGTERM arrives.
+    served = Served(os.path.join(workdir, "sigterm"), apiserver, swift, idle_timeout="1h")
+    tmp = str(tmp_path)
+    try:
+        served.kubectl("bot-a").run("get", "pods", check=True)
+        assert served.raw("bot-b", "GET", "/api/v1/namespaces")[0] == 200
+        assert served.closed_sessions() == {}
+    finally:
+        rc = served.stop()
+    log = served.process.output()
+    assert rc == 0, log[-5000:]
+    closed = served.closed_sessions()
+    assert sorted(m["agent"] for m in closed.values()) == ["bot-a", "bot-b"], closed
+    assert all(m["close_reason"] == "shutdown" for m in closed.values()), closed
+    # Shipped before the process ended, not at a next start: the spool is empty and the bucket
+    # holds both sessions and the final audit head.
+    assert served.pending() == []
+    assert "final upload done; 0 spooled sessions left" in log, log[-3000:]
+    check_arrived(served, tmp)
+    wait_audit_head(served, tmp)
+
+
+def test_sigterm_with_storage_down_keeps_the_spool_and_exits_in_time(workdir, apiserver, swift,
+                                                                    kscribe_bin):
+    swift.stop(["proxy"])
+    served = None
+    try:
+        served = Served(os.path.join(workdir, "sigterm-down"), apiserver, swift,
+                        idle_timeout="1h", final_upload_timeout="2s", max_retries=8)
+        assert served.raw("bot-a", "GET", "/api/v1/namespaces")[0] == 200
+        started = time.monotonic()
+        rc = served.stop()
+        took = time.monotonic() - started
+    finally:
+        swift.start(["proxy"])
+    log = served.process.output()
+    assert rc == 0, log[-5000:]
+    # The bound holds though uploads keep failing and retrying (8 retries with backoff).
+    assert took < 8, (took, log[-3000:])
+    assert "did not end within shipping.final_upload_timeout" in log \
+        or "spooled sessions left for the next start" in log, log[-3000:]
+    assert len(served.pending()) == 1
+    kscribe_schemas.validate_spool(served.spool)
