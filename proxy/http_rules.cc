@@ -5,6 +5,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/rfc7230.hpp>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,7 @@ bool hasImpersonation(const http::fields& fields) {
 
 Headers tapHeaders(const http::fields& fields) {
   Headers out;
+  out.reserve(static_cast<std::size_t>(std::distance(fields.begin(), fields.end())));
   for (const auto& f : fields) {
     if (isCredentialField(f.name_string())) continue;
     out.emplace_back(std::string(f.name_string()), std::string(f.value()));
