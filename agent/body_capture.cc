@@ -61,6 +61,48 @@ std::size_t utf8BoundaryPrefix(std::string_view s) {
   return n;
 }
 
+// Length of the well-formed UTF-8 character at p (non-ASCII lead byte), 0 if it is not one.
+std::size_t utf8Char(const unsigned char* p, const unsigned char* end) {
+  const unsigned char c = *p;
+  std::size_t len = 0;
+  std::uint32_t cp = 0;
+  if ((c >> 5) == 0x6) {
+    len = 2;
+    cp = c & 0x1F;
+  } else if ((c >> 4) == 0xE) {
+    len = 3;
+    cp = c & 0x0F;
+  } else if ((c >> 3) == 0x1E) {
+    len = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (static_cast<std::size_t>(end - p) < len) return 0;
+  for (std::size_t k = 1; k < len; ++k) {
+    if ((p[k] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (p[k] & 0x3F);
+  }
+  if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+      cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+    return 0;
+  }
+  return len;
+}
+
+// Bytes a JSON string runs over without a closer look: printable ASCII but quote and backslash.
+constexpr std::array<bool, 256> kPlainStringByte = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[c] = c != '"' && c != '\\';
+  return t;
+}();
+
+bool isHex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isBlank(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
 bool validUtf8(std::string_view s) {
   std::size_t i = 0;
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -254,18 +296,28 @@ enum class Scope : std::uint8_t { kNone, kRedact, kPending };
 
 // Streaming JSON redactor over yajl's SAX parser. Writes compact JSON capped at `cap` bytes but
 // parses to the end, so kinds that arrive late still redact what was written before them.
+// A silent redactor makes every decision the same way but writes nothing: it only tells whether
+// the text is valid JSON the emitting pass would leave unchanged (no value redacted, no Secret).
 class JsonRedactor {
  public:
-  JsonRedactor(std::size_t cap, bool secret_context) : cap_(cap), secret_context_(secret_context) {
+  // kEmit: fed through yajl, writes the redacted text. kScan: scanClean() only, writes nothing.
+  enum class Mode : std::uint8_t { kEmit, kScan };
+  // `reserve`: expected output size (the output grows past it if need be).
+  JsonRedactor(std::size_t cap, bool secret_context, Mode mode, std::size_t reserve)
+      : cap_(cap), secret_context_(secret_context), silent_(mode == Mode::kScan) {
     static const yajl_callbacks kCallbacks{onNull,   onBoolean,    nullptr,    nullptr,
                                            onNumber, onString,     onStartMap, onMapKey,
                                            onEndMap, onStartArray, onEndArray};
-    handle_ = yajl_alloc(&kCallbacks, nullptr, this);
-    yajl_config(handle_, yajl_allow_multiple_values, 1);
-    frames_.reserve(64);
-    out_.reserve(std::min<std::size_t>(cap_, 64 * 1024));
+    if (!silent_) {
+      handle_ = yajl_alloc(&kCallbacks, nullptr, this);
+      yajl_config(handle_, yajl_allow_multiple_values, 1);
+      out_.reserve(std::min(cap_, reserve));
+    }
+    frames_.reserve(32);
   }
-  ~JsonRedactor() { yajl_free(handle_); }
+  ~JsonRedactor() {
+    if (handle_ != nullptr) yajl_free(handle_);
+  }
   JsonRedactor(const JsonRedactor&) = delete;
   JsonRedactor& operator=(const JsonRedactor&) = delete;
 
@@ -284,6 +336,174 @@ class JsonRedactor {
     for (std::size_t i = pending_.size(); i-- > 0;) splice(pending_[i]);
     pending_.clear();
     return !failed_ && values_ > 0;
+  }
+
+  // Whether `text`, a whole body, is valid JSON the emitting pass would store unchanged (no
+  // value redacted, no Secret seen). Drives the same handlers yajl would, in the same order, so
+  // every decision is the redactor's own; it answers false for whatever it does not vouch for
+  // itself (a scalar at the top, escapes in a key or kind, malformed UTF-8, invalid JSON) and
+  // the caller then runs the emitting pass, which decides as it always has. Kind: kScan, fresh.
+  bool scanClean(std::string_view text) {
+    enum class Want : std::uint8_t { kValue, kValueOrClose, kKey, kKeyOrClose, kColon, kNext };
+    const char* p = text.data();
+    const char* const end = p + text.size();
+    const auto* const uend = reinterpret_cast<const unsigned char*>(end);
+    // A string from its opening quote: [s, e) its text as written.
+    const char* s = nullptr;
+    const char* e = nullptr;
+    bool escaped = false;
+    auto string = [&]() -> bool {
+      s = ++p;
+      escaped = false;
+      for (;;) {
+        while (p < end && kPlainStringByte[static_cast<unsigned char>(*p)]) ++p;
+        if (p == end) return false;
+        const char c = *p;
+        if (c == '"') {
+          e = p++;
+          return true;
+        }
+        if (c == '\\') {
+          escaped = true;
+          if (end - p < 2) return false;
+          const char x = p[1];
+          if (x == 'u') {
+            if (end - p < 6 || !isHex(p[2]) || !isHex(p[3]) || !isHex(p[4]) || !isHex(p[5])) {
+              return false;
+            }
+            p += 6;
+          } else if (x == '"' || x == '\\' || x == '/' || x == 'b' || x == 'f' || x == 'n' ||
+                     x == 'r' || x == 't') {
+            p += 2;
+          } else {
+            return false;
+          }
+          continue;
+        }
+        if (static_cast<unsigned char>(c) < 0x20) return false;
+        const std::size_t n = utf8Char(reinterpret_cast<const unsigned char*>(p), uend);
+        if (n == 0) return false;
+        p += n;
+      }
+    };
+    auto digits = [&]() -> bool {
+      if (p == end || !isDigit(*p)) return false;
+      while (p < end && isDigit(*p)) ++p;
+      return true;
+    };
+    Want want = Want::kValue;
+    for (;;) {
+      while (p < end && isBlank(*p)) ++p;
+      if (p == end) break;
+      const char c = *p;
+      if (frames_.empty() && c != '{' && c != '[') return false;  // only containers at the top
+      bool value_done = false;
+      switch (want) {
+        case Want::kValueOrClose:
+          if (c == ']') {
+            ++p;
+            onEndArray(this);
+            value_done = true;
+            break;
+          }
+          [[fallthrough]];
+        case Want::kValue:
+          if (c == '{') {
+            ++p;
+            if (!push(true)) return false;
+            want = Want::kKeyOrClose;
+          } else if (c == '[') {
+            ++p;
+            if (!push(false)) return false;
+            want = Want::kValueOrClose;
+          } else if (c == '"') {
+            if (!string()) return false;
+            // A kind's value decides; yajl would hand it over unescaped: not ours to do.
+            const Frame& f = frames_.back();
+            if (escaped && f.is_object && f.key == Key::kKind) return false;
+            if (onString(this, reinterpret_cast<const unsigned char*>(s),
+                         static_cast<std::size_t>(e - s)) == 0) {
+              return false;
+            }
+            value_done = true;
+          } else if (c == 't' || c == 'f' || c == 'n') {
+            const std::string_view word = c == 't' ? "true" : c == 'f' ? "false" : "null";
+            if (static_cast<std::size_t>(end - p) < word.size() ||
+                std::string_view(p, word.size()) != word) {
+              return false;
+            }
+            p += word.size();
+            if (c == 'n') {
+              onNull(this);
+            } else {
+              onBoolean(this, c == 't');
+            }
+            value_done = true;
+          } else if (c == '-' || isDigit(c)) {
+            const char* start = p;
+            if (*p == '-') ++p;
+            if (p < end && *p == '0') {
+              ++p;
+            } else if (!digits()) {
+              return false;
+            }
+            if (p < end && *p == '.') {
+              ++p;
+              if (!digits()) return false;
+            }
+            if (p < end && (*p == 'e' || *p == 'E')) {
+              ++p;
+              if (p < end && (*p == '+' || *p == '-')) ++p;
+              if (!digits()) return false;
+            }
+            onNumber(this, start, static_cast<std::size_t>(p - start));
+            value_done = true;
+          } else {
+            return false;
+          }
+          break;
+        case Want::kKeyOrClose:
+          if (c == '}') {
+            ++p;
+            onEndMap(this);
+            value_done = true;
+            break;
+          }
+          [[fallthrough]];
+        case Want::kKey:
+          if (c != '"' || !string() || escaped) return false;  // keys decide: written plain only
+          onMapKey(this, reinterpret_cast<const unsigned char*>(s),
+                   static_cast<std::size_t>(e - s));
+          want = Want::kColon;
+          break;
+        case Want::kColon:
+          if (c != ':') return false;
+          ++p;
+          want = Want::kValue;
+          break;
+        case Want::kNext: {
+          const bool object = frames_.back().is_object;
+          ++p;
+          if (c == ',') {
+            want = object ? Want::kKey : Want::kValue;
+          } else if (c == (object ? '}' : ']')) {
+            if (object) {
+              onEndMap(this);
+            } else {
+              onEndArray(this);
+            }
+            value_done = true;
+          } else {
+            return false;
+          }
+          break;
+        }
+      }
+      if (value_done) want = frames_.empty() ? Want::kValue : Want::kNext;
+      if (sawSecret()) return false;  // decided: the emitting pass redacts it
+    }
+    return want == Want::kValue && frames_.empty() && values_ > 0 && pending_.empty() &&
+           !sawSecret();
   }
 
   std::string& output() { return out_; }
@@ -308,7 +528,7 @@ class JsonRedactor {
 
   // Writes to the output, cut at cap_.
   void emit(std::string_view s) {
-    if (cut_) return;
+    if (cut_ || silent_) return;
     const std::size_t room = cap_ - out_.size();
     if (s.size() > room) {
       out_.append(s.data(), room);
@@ -324,6 +544,7 @@ class JsonRedactor {
   }
   // The hot path for one structural character.
   void emitChar(char c) {
+    if (silent_) return;
     if (!cut_) {
       if (out_.size() < cap_) {
         out_.push_back(c);
@@ -334,14 +555,14 @@ class JsonRedactor {
     if (scope_ == Scope::kPending) emitSide(std::string_view(&c, 1));
   }
   void emitSide(std::string_view s) {
-    if (pending_index_ == kNoPending) return;
+    if (pending_index_ == kNoPending || silent_) return;
     Pending& p = pending_[pending_index_];
     if (p.side_full) return;
     p.side.append(s);
     if (p.side.size() > cap_ - p.start) p.side_full = true;
   }
   void emitString(std::string_view s) {
-    if (cut_) return;
+    if (cut_ || silent_) return;
     appendJsonString(out_, s, cap_);
     if (out_.size() > cap_) {
       out_.resize(cap_);
@@ -472,8 +693,10 @@ class JsonRedactor {
       if (f.is_object && f.key == Key::kKind) {
         if (f.kind != Kind::kUnknown) {
           // Go's decoder keeps the last duplicate: a second kind could turn a ConfigMap already
-          // written plain into a Secret. Refuse the body instead.
+          // written plain into a Secret. Refuse the body instead, and as one that may hold a
+          // Secret: which kind a reader keeps is not ours to guess.
           r.error_ = "duplicate kind";
+          r.saw_secret_ = true;
           return 0;
         }
         f.kind = classifyKind(v);
@@ -536,6 +759,7 @@ class JsonRedactor {
     f.key = r.scope_ == Scope::kNone ? classifyKey(k) : Key::kOther;
     const bool comma = !f.first;
     f.first = false;
+    if (r.silent_) return 1;
     if (r.scope_ != Scope::kPending) {
       // Hot path: separator, key and colon in one go.
       if (r.cut_) return 1;
@@ -639,6 +863,7 @@ class JsonRedactor {
   yajl_handle handle_ = nullptr;
   std::size_t cap_;
   bool secret_context_;
+  bool silent_;
   std::vector<Frame> frames_;
   std::vector<Pending> pending_;
   std::string out_;
@@ -739,6 +964,7 @@ class BodyCapture::Impl {
   }
 
   Result finish() {
+    if (verbatim_ && !failed_) finishVerbatim();
     Result r;
     r.wire_size = wire_size_;
     r.content_type = options_.content_type;
@@ -756,6 +982,11 @@ class BodyCapture::Impl {
       return r;
     }
     if (decoded_size_ == 0) return r;
+    if (verbatim_) {
+      r.encoding = "text";
+      r.body = std::move(raw_);
+      return r;
+    }
     if (json_) return finishJson(r);
     return finishOpaque(r);
   }
@@ -802,10 +1033,28 @@ class BodyCapture::Impl {
       const bool json = options_.redact_secrets && (media_ == MediaClass::kJson ||
                                                     (looks_json && media_ != MediaClass::kText));
       if (json) {
-        json_ = std::make_unique<JsonRedactor>(options_.max_body_size, path_secret_);
-        if (!raw_.empty()) json_->feed(raw_.data(), raw_.size());
-        raw_.clear();
+        const std::size_t cap = options_.max_body_size;
+        // The declared size says the body will be cut: no verbatim copy is possible.
+        const bool too_big =
+            !inflating_ && options_.content_length && *options_.content_length > cap;
+        if (too_big) {
+          startEmitting(cap);
+        } else {
+          // Kept whole until finish() decides (see finishVerbatim).
+          verbatim_ = true;
+          if (!inflating_ && options_.content_length) {
+            raw_.reserve(static_cast<std::size_t>(*options_.content_length));
+          }
+        }
       }
+    }
+    if (verbatim_) {
+      if (raw_.size() + data.size() <= options_.max_body_size) {
+        raw_.append(data);
+        return;
+      }
+      // It will be cut: redact as it streams from here (the kept prefix is parsed once).
+      startEmitting(options_.max_body_size);
     }
     if (json_) {
       json_->feed(data.data(), data.size());
@@ -821,6 +1070,30 @@ class BodyCapture::Impl {
     // Keep one byte past the cap so finish() knows it must cut.
     const std::size_t keep = options_.max_body_size + 1;
     if (raw_.size() < keep) raw_.append(data.substr(0, keep - raw_.size()));
+  }
+
+  // A whole JSON body within the cap, kept as received: valid JSON in which the redactor would
+  // change nothing is stored as is (blank edges trimmed); anything else, or a body that merely
+  // looked like JSON, goes through the emitting pass, which decides as it always has.
+  void finishVerbatim() {
+    JsonRedactor scan(options_.max_body_size, path_secret_, JsonRedactor::Mode::kScan, 0);
+    if (scan.scanClean(raw_)) {
+      raw_.resize(raw_.find_last_not_of(" \t\r\n") + 1);  // there is a value: found
+      const auto first = raw_.find_first_not_of(" \t\r\n");
+      if (first > 0) raw_.erase(0, first);
+      return;
+    }
+    startEmitting(raw_.size() + raw_.size() / 8 + 64);
+  }
+
+  // Starts the emitting pass on everything kept so far.
+  void startEmitting(std::size_t reserve) {
+    json_ = std::make_unique<JsonRedactor>(options_.max_body_size, path_secret_,
+                                           JsonRedactor::Mode::kEmit, reserve);
+    if (!raw_.empty()) json_->feed(raw_.data(), raw_.size());
+    verbatim_ = false;
+    raw_.clear();
+    raw_.shrink_to_fit();
   }
 
   std::string truncationMarker() const { return "[TRUNCATED at " + options_.max_body_text + "]"; }
@@ -907,6 +1180,9 @@ class BodyCapture::Impl {
   std::uint64_t wire_size_ = 0;
   std::uint64_t decoded_size_ = 0;
   std::unique_ptr<JsonRedactor> json_;
+  // A JSON body kept whole in raw_ (at most max_body_size bytes) until finish(); after it, the
+  // body to store as is.
+  bool verbatim_ = false;
   std::string raw_;
   std::string restart_probe_;
   WordScanner scanner_{"Secret"};

@@ -24,7 +24,8 @@ struct BodyOptions {
   std::string content_encoding;         // Content-Encoding header
   const ApiRequest* request = nullptr;  // must outlive the BodyCapture; null: unknown path
   bool is_request = false;
-  unsigned status = 0;  // response status (0 for requests)
+  unsigned status = 0;                          // response status (0 for requests)
+  std::optional<std::uint64_t> content_length;  // Content-Length, when sent (sizes buffers only)
 };
 
 /// The redaction placeholder for every secret value.

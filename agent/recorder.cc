@@ -39,6 +39,17 @@ std::string fileSafe(std::string_view s) {
   return out;
 }
 
+// Content-Length as sent; nullopt when absent or not a plain number (it only sizes buffers).
+std::optional<std::uint64_t> contentLength(std::string_view v) {
+  if (v.empty() || v.size() > 18) return std::nullopt;
+  std::uint64_t n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return n;
+}
+
 }  // namespace
 
 RecorderOptions RecorderOptions::fromConfig(const Config& config) {
@@ -70,8 +81,8 @@ class Recorder::Exchange : public proxy::ExchangeTap {
     // Bodies are kept for session files only: without a session (sessions.api.enabled: false)
     // the audit line needs none, so nothing is captured.
     if (!upgrade_ && session_) {
-      request_.emplace(options(std::string(head.header("Content-Type")),
-                               std::string(head.header("Content-Encoding")), true, 0));
+      request_.emplace(options(head.header("Content-Type"), head.header("Content-Encoding"),
+                               head.header("Content-Length"), true, 0));
     }
   }
 
@@ -86,8 +97,8 @@ class Recorder::Exchange : public proxy::ExchangeTap {
   void responseHead(const proxy::ResponseHead& head) override {
     record_.status = head.status;
     if (!upgrade_ && session_) {
-      response_.emplace(options(std::string(head.header("Content-Type")),
-                                std::string(head.header("Content-Encoding")), false, head.status));
+      response_.emplace(options(head.header("Content-Type"), head.header("Content-Encoding"),
+                                head.header("Content-Length"), false, head.status));
     }
   }
 
@@ -100,18 +111,19 @@ class Recorder::Exchange : public proxy::ExchangeTap {
   void error(std::string_view what) override { finish(what); }
 
  private:
-  BodyOptions options(std::string content_type, std::string encoding, bool is_request,
-                      unsigned status) const {
+  BodyOptions options(std::string_view content_type, std::string_view encoding,
+                      std::string_view length, bool is_request, unsigned status) const {
     const RecorderOptions& o = recorder_.options_;
     return BodyOptions{o.max_body_size,
                        o.max_body_text,
                        o.redact_secrets,
                        o.max_decompressed_size,
-                       std::move(content_type),
-                       std::move(encoding),
+                       std::string(content_type),
+                       std::string(encoding),
                        &record_.api,
                        is_request,
-                       status};
+                       status,
+                       contentLength(length)};
   }
 
   void finish(std::string_view error) {

@@ -525,3 +525,215 @@ TEST(Redaction, EmptyBody) {
 
 }  // namespace
 }  // namespace kscribe
+
+namespace kscribe {
+namespace {
+
+// The verbatim fast path: a whole body within the cap that the redactor would leave unchanged is
+// stored as received. Anything the redactor would change goes through the emitting pass; these
+// compare both (a declared Content-Length beyond the cap forces the emitting pass).
+BodyCapture::Result emitting(Exchange x, std::string_view body,
+                             const std::vector<std::size_t>& chunks = {}) {
+  x.options.content_length = x.options.max_body_size + 1;
+  x.options.request = &x.request;
+  return x.run(body, chunks);
+}
+
+void expectSameAsEmitting(Exchange& x, const std::string& body) {
+  for (const std::vector<std::size_t>& chunks : {std::vector<std::size_t>{}, {1}, {7, 64}}) {
+    const auto fast = x.run(body, chunks);
+    const auto slow = emitting(x, body, chunks);
+    EXPECT_EQ(fast.redactions, slow.redactions) << body;
+    EXPECT_EQ(fast.redacted, slow.redacted);
+    EXPECT_EQ(fast.omitted_reason, slow.omitted_reason);
+    EXPECT_EQ(fast.truncated, slow.truncated);
+    EXPECT_EQ(fast.incomplete, slow.incomplete);
+    ASSERT_EQ(fast.body.has_value(), slow.body.has_value()) << body;
+    if (fast.redactions > 0 || fast.truncated || fast.incomplete) {
+      EXPECT_EQ(fast.body, slow.body);  // redacted or cut: the emitting pass wrote it
+    }
+  }
+}
+
+std::string trimmed(std::string_view s) {
+  while (!s.empty() && std::string_view(" \t\r\n").find(s.front()) != std::string_view::npos) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && std::string_view(" \t\r\n").find(s.back()) != std::string_view::npos) {
+    s.remove_suffix(1);
+  }
+  return std::string(s);
+}
+
+TEST(Verbatim, CleanBodyStoredAsReceived) {
+  Exchange x("GET", "/api/v1/namespaces/a/pods/p", "application/json");
+  const std::string pod = readFixture("core.v1.Pod.json");  // indented, ends with a newline
+  for (const std::vector<std::size_t>& chunks : {std::vector<std::size_t>{}, {1}, {100}}) {
+    const auto r = x.run(pod, chunks);
+    ASSERT_TRUE(r.body);
+    EXPECT_EQ(*r.body, trimmed(pod));
+    EXPECT_FALSE(r.redacted);
+    EXPECT_FALSE(r.truncated);
+    EXPECT_FALSE(r.incomplete);
+    EXPECT_EQ(r.encoding, "text");
+    EXPECT_EQ(r.wire_size, pod.size());
+  }
+  // Escapes stay as sent (the writer escapes the body again as a JSON string).
+  const std::string escaped = "\n {\"kind\":\"Pod\",\"metadata\":{\"name\":\"\\u0070\\/x\"}} \r\n";
+  EXPECT_EQ(x.run(escaped).body, trimmed(escaped));
+  expectSameAsEmitting(x, pod);
+  // The declared size changes nothing.
+  x.options.content_length = pod.size();
+  EXPECT_EQ(x.run(pod).body, trimmed(pod));
+}
+
+TEST(Verbatim, SecretKindAfterDataIsRedacted) {
+  for (const char* target : {"/api/v1/namespaces/a/configmaps", "/apis/example.com/v1/things",
+                             "/api/v1/namespaces/a/secrets"}) {
+    Exchange x("POST", target, "application/json", true);
+    const std::string body = secretJson("db", /*kind_last=*/true);
+    const auto r = x.run(body);
+    expectNoLeak(r, kAll);
+    expectSecretShape(r);
+    expectSameAsEmitting(x, body);
+    // Spaced out as a pretty printer would: still redacted.
+    const std::string pretty = Json::parse(body).dump(2);
+    expectNoLeak(x.run(pretty), kAll);
+    expectSameAsEmitting(x, pretty);
+  }
+}
+
+TEST(Verbatim, KindlessItemInSecretList) {
+  const std::string item = std::string(R"({"metadata":{"name":"db"},"data":{"p":")") + b64(kS1) +
+                           R"("},"stringData":{"q":")" + kS2 + R"("}})";
+  for (const std::string& body :
+       {R"({"kind":"SecretList","apiVersion":"v1","items":[)" + item + "]}",
+        R"({"apiVersion":"v1","items":[)" + item + "," + item + R"(],"kind":"SecretList"})",
+        R"({"kind":"List","items":[)" + item + "]}"}) {
+    Exchange x("GET", "/apis/example.com/v1/things", "application/json");
+    const auto r = x.run(body);
+    expectNoLeak(r, kAll);
+    ASSERT_TRUE(r.body) << body;
+    EXPECT_TRUE(r.redacted);
+    EXPECT_EQ(Json::parse(*r.body)["items"][0]["data"]["p"], "[REDACTED]");
+    expectSameAsEmitting(x, body);
+  }
+}
+
+TEST(Verbatim, DuplicateKindIsRefused) {
+  for (bool is_request : {true, false}) {
+    Exchange x(is_request ? "POST" : "GET", "/apis/example.com/v1/things", "application/json",
+               is_request);
+    for (const std::string& body :
+         {std::string(R"({"kind":"ConfigMap","data":{"p":")") + kS1 + R"("},"kind":"Secret"})",
+          std::string(R"({"kind":"Thing","data":{"p":")") + kS1 + R"("},"kind":"Thing"})",
+          std::string(R"({"kind":"Thing","items":[{"data":{"p":")") + kS1 +
+              R"("}}],"kind":"List"})"}) {
+      const auto r = x.run(body);
+      EXPECT_FALSE(r.body) << body;
+      EXPECT_TRUE(r.incomplete);
+      expectNoLeak(r, kAll);
+      expectSameAsEmitting(x, body);
+    }
+  }
+}
+
+TEST(Verbatim, WatchStreamSeveralEvents) {
+  Exchange x("GET", "/apis/example.com/v1/things?watch=1", "application/json;stream=watch");
+  const std::string clean =
+      "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Thing\",\"data\":{\"a\":\"1\"}}}\n"
+      "{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"Thing\",\"data\":{\"a\":\"2\"}}}\n"
+      "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"Thing\"}}\n";
+  const auto r = x.run(clean, {9});
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(*r.body, trimmed(clean));
+  EXPECT_EQ(std::count(r.body->begin(), r.body->end(), '\n'), 2);
+  expectSameAsEmitting(x, clean);
+  // One Secret among them (its kind after its data): the whole stream goes the emitting way.
+  const std::string mixed =
+      clean + R"({"type":"ADDED","object":)" + secretJson("db", true) + "}\n" + clean;
+  const auto m = x.run(mixed, {9});
+  expectNoLeak(m, kAll);
+  ASSERT_TRUE(m.body);
+  EXPECT_TRUE(m.redacted);
+  EXPECT_EQ(std::count(m.body->begin(), m.body->end(), '\n'), 6);
+  expectSameAsEmitting(x, mixed);
+}
+
+TEST(Verbatim, InvalidJson) {
+  Exchange pods("GET", "/api/v1/namespaces/a/pods", "application/json");
+  for (const std::string& body : {std::string(R"({"kind":"PodList","items":[{"a":1})"),
+                                  std::string(R"({"kind":"Pod"} trailing)"),
+                                  std::string("{\"a\":\"\xff\"}"), std::string("[1,]")}) {
+    const auto r = pods.run(body);
+    ASSERT_TRUE(r.body) << body;
+    EXPECT_TRUE(r.incomplete);
+    EXPECT_TRUE(r.body->ends_with("[INCOMPLETE: not valid JSON]")) << *r.body;
+    expectSameAsEmitting(pods, body);
+  }
+  Exchange secrets("GET", "/api/v1/namespaces/a/secrets/db", "application/json");
+  const std::string body = secretJson("db");
+  const auto r = secrets.run(body.substr(0, body.size() - 1));
+  EXPECT_FALSE(r.body);
+  expectNoLeak(r, kAll);
+  expectSameAsEmitting(secrets, body.substr(0, body.size() - 1));
+}
+
+TEST(Verbatim, BodyAtTheCap) {
+  Exchange x("GET", "/api/v1/namespaces/a/pods/p", "application/json");
+  const std::string body = R"({"kind":"Pod","metadata":{"name":"p"}})";
+  x.options.max_body_size = body.size();
+  auto r = x.run(body, {5});
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(*r.body, body);
+  EXPECT_FALSE(r.truncated);
+  expectSameAsEmitting(x, body);
+  // One byte over, as a trailing blank: the emitting pass drops the blank, nothing is cut.
+  r = x.run(body + "\n", {5});
+  EXPECT_EQ(r.body, body);
+  EXPECT_FALSE(r.truncated);
+  // One byte short: cut, with the marker.
+  x.options.max_body_size = body.size() - 1;
+  x.options.max_body_text = "cap";
+  r = x.run(body, {5});
+  ASSERT_TRUE(r.body);
+  EXPECT_TRUE(r.truncated);
+  EXPECT_EQ(*r.body, body.substr(0, body.size() - 1) + "[TRUNCATED at cap]");
+  expectSameAsEmitting(x, body);
+  // A Secret at the cap, and one byte past it (its kind last, beyond the cut).
+  Exchange s("POST", "/api/v1/namespaces/a/configmaps", "application/json", true);
+  const std::string secret = secretJson("db", true);
+  for (std::size_t cap : {secret.size(), secret.size() - 1, secret.size() / 2}) {
+    s.options.max_body_size = cap;
+    const auto c = s.run(secret, {3});
+    expectNoLeak(c, kAll);
+    expectSameAsEmitting(s, secret);
+  }
+}
+
+TEST(Verbatim, Gzip) {
+  Exchange x("GET", "/api/v1/namespaces/a/pods/p", "application/json");
+  x.options.content_encoding = "gzip";
+  const std::string pod = readFixture("core.v1.Pod.json");
+  const std::string gz = testing::gzip(pod);
+  x.options.content_length = gz.size();  // the compressed size: says nothing of the body's
+  auto r = x.run(gz, {50});
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(*r.body, trimmed(pod));
+  EXPECT_EQ(r.wire_size, gz.size());
+  // Decompressed past the cap: cut as the emitting pass cuts.
+  x.options.max_body_size = 1000;
+  r = x.run(gz, {50});
+  ASSERT_TRUE(r.body);
+  EXPECT_TRUE(r.truncated);
+  EXPECT_EQ(r.body, emitting(x, gz, {50}).body);
+  // A gzipped Secret on a path that does not say so.
+  Exchange s("GET", "/apis/example.com/v1/things/db", "application/json");
+  s.options.content_encoding = "gzip";
+  const auto g = s.run(testing::gzip(secretJson("db", true)), {11});
+  expectNoLeak(g, kAll);
+  expectSecretShape(g);
+}
+
+}  // namespace
+}  // namespace kscribe

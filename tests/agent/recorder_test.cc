@@ -80,7 +80,8 @@ void expectValid(const fs::path& sessions, const fs::path& audit) {
 // run only once a body can be kept.
 bool redactorKeepsBodies() {
   ApiRequest api = parseApiRequest("GET", "/api/v1/pods");
-  BodyCapture c(BodyOptions{1000, "1KB", true, 1000000, "application/json", "", &api, false, 200});
+  BodyCapture c(BodyOptions{1000, "1KB", true, 1000000, "application/json", "", &api, false, 200,
+                            std::nullopt});
   c.feed(std::string_view(R"({"kind":"PodList","items":[]})"));
   return c.finish().body.has_value();
 }

@@ -1,8 +1,10 @@
 // Recorder throughput without sockets: what one exchange costs the relay's thread (begin, a
 // request and a response body through BodyCapture, end), and how many exchanges per second the
 // writer thread sustains to disk (JSONL + audit chain, fsync every sync_interval).
-// Usage: recorder_bench [DIR] [EXCHANGES] [THREADS] [audit]
-// With "audit", sessions are off (sessions.api.enabled=false): only the audit chain is written.
+// Usage: recorder_bench [DIR] [EXCHANGES] [THREADS] [BODY_BYTES] [cl] [audit]
+// (BODY_BYTES: response size, default 4096; "cl": the response carries a Content-Length, as a
+// server that knows the size sends; without it the body is chunked, size unknown; "audit":
+// sessions off (sessions.api.enabled=false), so only the audit chain is written.)
 #include <sys/resource.h>
 #include <time.h>
 
@@ -21,21 +23,6 @@ namespace {
 using namespace kscribe;
 using Clock_ = std::chrono::steady_clock;
 
-double threadCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-double processCpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  const auto sec = [](const timeval& t) {
-    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
-  };
-  return sec(ru.ru_utime) + sec(ru.ru_stime);
-}
-
 std::string podList(std::size_t bytes) {
   std::string s =
       R"({"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[)";
@@ -47,6 +34,21 @@ std::string podList(std::size_t bytes) {
   }
   return s + "]}";
 }
+
+// CPU time of this thread: on a shared machine wall time also measures the neighbours.
+long threadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1'000'000'000L + ts.tv_nsec;
+}
+
+// CPU time of the whole process (every thread).
+long processCpuNs() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const auto ns = [](const timeval& t) { return t.tv_sec * 1'000'000'000L + t.tv_usec * 1000L; };
+  return ns(ru.ru_utime) + ns(ru.ru_stime);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -54,7 +56,12 @@ int main(int argc, char** argv) {
       argc > 1 ? argv[1] : std::filesystem::temp_directory_path() / "kscribe-recorder-bench";
   const long n = argc > 2 ? std::atol(argv[2]) : 20000;
   const int threads = argc > 3 ? std::atoi(argv[3]) : 2;
-  const bool audit_only = argc > 4 && std::string(argv[4]) == "audit";
+  const std::size_t body_bytes = argc > 4 ? std::strtoul(argv[4], nullptr, 10) : 4096;
+  bool content_length = false, audit_only = false;
+  for (int i = 5; i < argc; ++i) {
+    content_length |= std::string(argv[i]) == "cl";
+    audit_only |= std::string(argv[i]) == "audit";
+  }
   std::filesystem::remove_all(dir);
   SystemClock clock;
   RecorderOptions o;
@@ -65,7 +72,7 @@ int main(int argc, char** argv) {
   Recorder recorder(o, clock);
   recorder.start();
 
-  const std::string body = podList(4096);
+  const std::string body = podList(body_bytes);
   proxy::ConnectionInfo c;
   c.agent = "bench";
   c.attribution = std::make_shared<proxy::Attribution>();
@@ -75,16 +82,16 @@ int main(int argc, char** argv) {
   proxy::ResponseHead resp;
   resp.status = 200;
   resp.headers.emplace_back("Content-Type", "application/json");
+  if (content_length) resp.headers.emplace_back("Content-Length", std::to_string(body.size()));
 
-  std::atomic<long> tap_ns{0};
-  std::atomic<long> tap_cpu_ns{0};  // CPU time of the relay threads, to tell the writer's apart
-  const double cpu0 = processCpuSeconds();
+  std::atomic<long> tap_ns{0}, cpu_ns{0};
+  const long process_cpu0 = processCpuNs();
   auto t0 = Clock_::now();
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&] {
-      const double c0 = threadCpuSeconds();
       long local = 0;
+      const long cpu0 = threadCpuNs();
       for (long i = 0; i < n / threads; ++i) {
         auto a = Clock_::now();
         auto b = recorder.begin(c, req);
@@ -95,7 +102,7 @@ int main(int argc, char** argv) {
         local += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock_::now() - a).count();
       }
       tap_ns += local;
-      tap_cpu_ns += static_cast<long>((threadCpuSeconds() - c0) * 1e9);
+      cpu_ns += threadCpuNs() - cpu0;
     });
   }
   for (auto& t : ts) t.join();
@@ -103,25 +110,27 @@ int main(int argc, char** argv) {
   recorder.flush();
   auto t2 = Clock_::now();
   recorder.shutdown();
-  const double cpu = processCpuSeconds() - cpu0;
+  const long process_cpu = processCpuNs() - process_cpu0;
   const double tap_s = std::chrono::duration<double>(t1 - t0).count();
   const double all_s = std::chrono::duration<double>(t2 - t0).count();
-  std::printf("recorder: %ld exchanges, %zu-byte JSON response, %d threads%s\n", n, body.size(),
-              threads, audit_only ? ", sessions off (audit log only)" : "");
+  std::printf("recorder: %ld exchanges, %zu-byte JSON response%s, %d threads%s\n", n, body.size(),
+              content_length ? " with Content-Length" : " (chunked)", threads,
+              audit_only ? ", sessions off (audit log only)" : "");
   std::printf("  tap cost on the relay thread: %.2f us/exchange (%.0f exchanges/s per thread)\n",
               static_cast<double>(tap_ns.load()) / 1000.0 / static_cast<double>(n),
               1e9 * static_cast<double>(n) / static_cast<double>(tap_ns.load()));
+  std::printf("  relay thread CPU time: %.2f us/exchange\n",
+              static_cast<double>(cpu_ns.load()) / 1000.0 / static_cast<double>(n));
   std::printf(
       "  offered %.0f exchanges/s; written to disk at %.0f exchanges/s (%.1f MB/s); "
       "lost %llu\n",
       static_cast<double>(n) / tap_s, static_cast<double>(n) / all_s,
       static_cast<double>(n) * static_cast<double>(body.size()) / all_s / 1e6,
       static_cast<unsigned long long>(recorder.lostRecords()));
-  // Everything but the relay threads is the writer thread (and the start/stop around it): its
-  // cost per exchange, the number that does not depend on how busy the machine is.
-  std::printf("  writer thread CPU: %.2f us/exchange (process CPU %.2f s, relay threads %.2f s)\n",
-              (cpu - static_cast<double>(tap_cpu_ns.load()) / 1e9) * 1e6 / static_cast<double>(n),
-              cpu, static_cast<double>(tap_cpu_ns.load()) / 1e9);
+  // The rest of the process's CPU is the writer thread's (and the start and stop around it): its
+  // cost per exchange, which does not depend on how busy the machine is.
+  std::printf("  writer thread CPU time: %.2f us/exchange\n",
+              static_cast<double>(process_cpu - cpu_ns.load()) / 1000.0 / static_cast<double>(n));
   std::filesystem::remove_all(dir);
   return 0;
 }
