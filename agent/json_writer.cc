@@ -141,8 +141,8 @@ char* copyQuoting(char* w, const unsigned char* p, std::size_t n, std::uint64_t 
 }
 
 #if defined(__x86_64__)
-// The same for a whole word with SSSE3: one byte shuffle puts the backslashes in (a table of the
-// 256 quote patterns of 8 bytes), instead of a step per byte. Writes 16 bytes, whatever `n`.
+// 16 bytes at a time with SSSE3: compares find the quotes and the bytes that need more, and for
+// each 8-byte half one byte shuffle puts the backslashes in (a table of the 256 quote patterns).
 struct QuoteShuffles {
   alignas(16) std::uint8_t idx[256][16];
 };
@@ -159,26 +159,54 @@ constexpr QuoteShuffles kQuoteShuffles = [] {
   return t;
 }();
 
-__attribute__((target("ssse3"))) char* copyQuotingSsse3(char* w, const unsigned char* p,
-                                                        std::size_t n, std::uint64_t quotes) {
-  const auto m8 = static_cast<unsigned>(((quotes >> 7) * 0x0102040810204080ull) >> 56);
-  __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  v = _mm_insert_epi16(v, '\\', 4);  // lane 8
+// Writes the first k (<= 8) bytes of `half` with a backslash before each quote `m8` flags;
+// stores 16 bytes whatever k.
+__attribute__((target("ssse3,popcnt"))) inline char* shuffleHalf(char* w, __m128i half, unsigned m8,
+                                                                 unsigned k) {
+  half = _mm_insert_epi16(half, '\\', 4);  // lane 8
   const __m128i idx = _mm_load_si128(reinterpret_cast<const __m128i*>(kQuoteShuffles.idx[m8]));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(w), _mm_shuffle_epi8(v, idx));
-  const unsigned below = n >= 8 ? m8 : m8 & ((1u << n) - 1);
-  return w + n + static_cast<std::size_t>(std::popcount(below));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(w), _mm_shuffle_epi8(half, idx));
+  return w + k + static_cast<unsigned>(__builtin_popcount(m8 & ((1u << k) - 1)));
 }
 
-const bool kHaveSsse3 = __builtin_cpu_supports("ssse3");
+// Copies and escapes quotes until a byte that needs more than a backslash, the last 15 bytes
+// or the end of the room (33 bytes a block); leaves p and w there.
+template <bool kAscii>
+__attribute__((target("ssse3,popcnt"))) void quoteRunSsse3(const unsigned char*& p_io,
+                                                           const unsigned char* end, char*& w_io,
+                                                           const char* limit) {
+  const unsigned char* p = p_io;
+  char* w = w_io;
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  const __m128i space = _mm_set1_epi8(0x20);
+  const __m128i del = _mm_set1_epi8(0x7f);
+  while (end - p >= 16 && limit - w >= 33) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const auto q = static_cast<unsigned>(
+        _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash))));
+    // Signed: below 0x20 are the control characters and every byte from 0x80 up.
+    auto hard = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmplt_epi8(v, space)));
+    if constexpr (kAscii) hard |= static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, del)));
+    if ((q | hard) == 0) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(w), v);
+      p += 16;
+      w += 16;
+      continue;
+    }
+    const unsigned n = hard ? static_cast<unsigned>(std::countr_zero(hard)) : 16;
+    w = shuffleHalf(w, v, q & 0xff, n < 8 ? n : 8);
+    if (n > 8) w = shuffleHalf(w, _mm_srli_si128(v, 8), (q >> 8) & 0xff, n - 8);
+    p += n;
+    if (hard) break;
+  }
+  p_io = p;
+  w_io = w;
+}
 
-char* copyQuotingWord(char* w, const unsigned char* p, std::size_t n, std::uint64_t quotes) {
-  return kHaveSsse3 ? copyQuotingSsse3(w, p, n, quotes) : copyQuoting(w, p, n, quotes);
-}
-#else
-char* copyQuotingWord(char* w, const unsigned char* p, std::size_t n, std::uint64_t quotes) {
-  return copyQuoting(w, p, n, quotes);
-}
+bool ssse3Usable() { return __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("popcnt"); }
+
+bool useSsse3 = ssse3Usable();  // set once; tests may turn it off
 #endif
 
 // Escapes `s` into `out` through a raw pointer: the string is grown in large steps to a bound
@@ -203,6 +231,13 @@ void quoted(std::string& out, std::string_view s) {
   *w++ = '"';
   while (p < end) {
     room(16);
+#if defined(__x86_64__)
+    if (useSsse3) {
+      quoteRunSsse3<kAscii>(p, end, w, limit);
+      if (p == end) break;
+      room(16);
+    }
+#endif
     if constexpr (std::endian::native == std::endian::little) {
       // A word at a time; room for a whole word escaped (16 bytes) is checked once per word.
       while (end - p >= 8 && limit - w >= 17) {
@@ -217,12 +252,12 @@ void quoted(std::string& out, std::string_view s) {
           continue;
         }
         if (hard == 0) {
-          w = copyQuotingWord(w, p, 8, quotes);
+          w = copyQuoting(w, p, 8, quotes);
           p += 8;
           continue;
         }
         const auto k = static_cast<std::size_t>(std::countr_zero(hard) / 8);
-        w = copyQuotingWord(w, p, k, quotes);
+        w = copyQuoting(w, p, k, quotes);
         p += k;
         break;
       }
@@ -276,6 +311,17 @@ void quoted(std::string& out, std::string_view s) {
 }
 
 }  // namespace
+
+bool setJsonSimd(bool enabled) {
+#if defined(__x86_64__)
+  const bool was = useSsse3;
+  useSsse3 = enabled && ssse3Usable();
+  return was;
+#else
+  static_cast<void>(enabled);
+  return false;
+#endif
+}
 
 void appendJsonEscape(std::string& out, unsigned char c) {
   char buf[8];

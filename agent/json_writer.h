@@ -17,6 +17,10 @@ void appendJsonQuoted(std::string& out, std::string_view s);
 /// non-ASCII code point \u-escaped, surrogate pairs above U+FFFF, invalid UTF-8 as \ufffd).
 void appendJsonQuotedAscii(std::string& out, std::string_view s);
 
+/// Tests only, single-threaded: turns the SIMD step of the escaping off (or back on where the
+/// CPU has it) to check the portable one; returns the previous setting.
+bool setJsonSimd(bool enabled);
+
 /// Keys are written as they are: they are the code's own literals and need no escaping.
 class JsonObjectWriter {
  public:

@@ -118,6 +118,17 @@ TEST(JsonWriterTest, LongStringsMatchNlohmannInBothModes) {
   }
 }
 
+TEST(JsonWriterTest, PortableEscapingMatchesToo) {
+  const bool simd = setJsonSimd(false);
+  std::mt19937 rng(4);
+  for (int i = 0; i < 300; ++i) {
+    const std::string s = sprinkled(rng, rng() % 3000);
+    EXPECT_EQ(writerQuoted(s), nlohmannQuoted(s)) << i;
+    EXPECT_EQ(writerAscii(s), nlohmannAscii(s)) << i;
+  }
+  setJsonSimd(simd);
+}
+
 TEST(JsonWriterTest, ObjectParsesBackWithEveryKind) {
   std::string out;
   JsonObjectWriter w(out);
