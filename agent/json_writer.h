@@ -13,7 +13,15 @@ namespace kscribe {
 void appendJsonEscape(std::string& out, unsigned char c);
 /// Appends `s` as a JSON string literal (quotes included) to `out`.
 void appendJsonQuoted(std::string& out, std::string_view s);
+/// Like appendJsonQuoted, but ASCII only: what dump() gives with ensure_ascii (DEL and every
+/// non-ASCII code point \u-escaped, surrogate pairs above U+FFFF, invalid UTF-8 as \ufffd).
+void appendJsonQuotedAscii(std::string& out, std::string_view s);
 
+/// Tests only, single-threaded: turns the SIMD step of the escaping off (or back on where the
+/// CPU has it) to check the portable one; returns the previous setting.
+bool setJsonSimd(bool enabled);
+
+/// Keys are written as they are: they are the code's own literals and need no escaping.
 class JsonObjectWriter {
  public:
   explicit JsonObjectWriter(std::string& out) : out_(out) { out_.push_back('{'); }

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -100,8 +101,12 @@ class RecordWriter {
   void push(Command&& command, std::uint64_t bytes);
   void lostOne();
   void run();
+  bool napWorthIt() const;  // with mu_ held
   void handle(OpenCmd& cmd);
-  void handle(ExchangeRecord& rec);
+  void writeRecords(const std::vector<ExchangeRecord*>& recs);
+  void appendSessionLine(std::string& out, const ExchangeRecord& rec, const std::string& ts,
+                         std::string_view audit_hash);
+  const std::string& timestamp(std::chrono::system_clock::time_point t);
   void handle(CloseCmd& cmd);
   void syncAll();
   void probe();
@@ -130,7 +135,12 @@ class RecordWriter {
 
   // Writer-thread state.
   durable::AppendFile audit_;
-  std::string head_;  // guarded by mu_ for auditHead(); written on the writer thread
+  std::string head_;        // guarded by mu_ for auditHead(); written on the writer thread
+  std::string chain_head_;  // head_ as the writer thread knows it, read without the lock
+  std::string audit_buf_, session_buf_, scratch_;  // reused between batches
+  std::vector<std::string> timestamps_, hashes_;
+  std::int64_t ts_second_ = 0;
+  std::string ts_text_;
   std::map<std::string, std::unique_ptr<OpenFile>> sessions_;
   std::chrono::steady_clock::time_point next_sync_;
 };

@@ -19,6 +19,44 @@ std::string writerQuoted(const std::string& s) {
   return out;
 }
 
+std::string nlohmannAscii(const std::string& s) {
+  return nlohmann::json(s).dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+}
+
+std::string writerAscii(const std::string& s) {
+  std::string out;
+  appendJsonQuotedAscii(out, s);
+  return out;
+}
+
+// Long strings of mostly plain text with every kind of awkward byte sprinkled in at random
+// places: exercises the word-at-a-time scan's edges and the output buffer's regrowth.
+std::string sprinkled(std::mt19937& rng, std::size_t size) {
+  static const std::vector<std::string> odd = {"\"",
+                                               "\\",
+                                               "\n",
+                                               "\x01",
+                                               "\x7f",
+                                               "\xc3\xa9",
+                                               "\xe2\x82\xac",
+                                               "\xf0\x9f\x98\x80",
+                                               "\xe2\x82",
+                                               "\x80",
+                                               "\xff",
+                                               "\xed\xa0\x80",
+                                               "\xf4\x90\x80\x80"};
+  std::string s;
+  const unsigned density = 1 + rng() % 64;  // 1: nearly all awkward
+  while (s.size() < size) {
+    if (rng() % density == 0) {
+      s += odd[rng() % odd.size()];
+    } else {
+      s += static_cast<char>(0x20 + rng() % 0x5f);
+    }
+  }
+  return s;
+}
+
 TEST(JsonWriterTest, StringsMatchNlohmannIncludingInvalidUtf8) {
   const std::vector<std::string> cases = {
       "",
@@ -44,6 +82,51 @@ TEST(JsonWriterTest, RandomBytesMatchNlohmann) {
     for (auto& ch : s) ch = static_cast<char>(rng() % 256);
     ASSERT_EQ(writerQuoted(s), nlohmannQuoted(s)) << i;
   }
+}
+
+TEST(JsonWriterTest, AsciiMatchesNlohmannEnsureAscii) {
+  const std::vector<std::string> cases = {"",
+                                          "plain",
+                                          "del \x7f",
+                                          "e\xc3\xa9",
+                                          "\xe2\x82\xac",
+                                          "\xef\xbf\xbf",
+                                          "\xf0\x9f\x98\x80",
+                                          "\xf4\x8f\xbf\xbf",
+                                          "\xe2\x82",
+                                          "\xff\xfe",
+                                          std::string("\0\x1f", 2)};
+  for (const auto& c : cases) EXPECT_EQ(writerAscii(c), nlohmannAscii(c)) << c;
+  std::mt19937 rng(9);
+  for (int i = 0; i < 2000; ++i) {
+    std::string s(rng() % 40, '\0');
+    for (auto& ch : s) ch = static_cast<char>(rng() % 256);
+    ASSERT_EQ(writerAscii(s), nlohmannAscii(s)) << i;
+  }
+}
+
+TEST(JsonWriterTest, LongStringsMatchNlohmannInBothModes) {
+  std::mt19937 rng(3);
+  for (int i = 0; i < 600; ++i) {
+    const std::string s = sprinkled(rng, rng() % 6000);
+    ASSERT_EQ(writerQuoted(s), nlohmannQuoted(s)) << i;
+    ASSERT_EQ(writerAscii(s), nlohmannAscii(s)) << i;
+    // Appending after existing text keeps it.
+    std::string out = "x";
+    appendJsonQuoted(out, s);
+    ASSERT_EQ(out, "x" + nlohmannQuoted(s)) << i;
+  }
+}
+
+TEST(JsonWriterTest, PortableEscapingMatchesToo) {
+  const bool simd = setJsonSimd(false);
+  std::mt19937 rng(4);
+  for (int i = 0; i < 300; ++i) {
+    const std::string s = sprinkled(rng, rng() % 3000);
+    EXPECT_EQ(writerQuoted(s), nlohmannQuoted(s)) << i;
+    EXPECT_EQ(writerAscii(s), nlohmannAscii(s)) << i;
+  }
+  setJsonSimd(simd);
 }
 
 TEST(JsonWriterTest, ObjectParsesBackWithEveryKind) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -695,6 +696,62 @@ TEST_F(RecorderTest, DiskFailureInForwardModeForwardsAndCounts) {
   r.flush();
   EXPECT_GE(r.lostRecords(), 2u);
   fail_errno = 0;
+}
+
+// The writer appends a whole batch of audit lines at once. A failed batch append is cut back
+// whole: every record in it is lost and counted, its session lines carry no audit hash, and the
+// next batch chains from the last line really on disk.
+TEST_F(RecorderTest, FailedBatchedAuditAppendLosesTheBatchAndTheChainContinues) {
+  auto o = options();
+  o.reject_on_failure = false;  // keep forwarding (and recording) after the failure
+  const fs::path audit_path = o.audit_path;
+  std::atomic<int> audit_writes{0};
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  o.fault = [&, released](std::string_view op, const fs::path& path) {
+    if (op != "write" || path != audit_path) return 0;
+    const int n = ++audit_writes;
+    if (n == 1) released.wait();  // hold the writer so the next records queue up as one batch
+    return n == 2 ? EIO : 0;
+  };
+  Recorder& r = start(o);
+  auto c = connection("alpha");
+  exchange(c, "GET", "/api/v1/pods/a");
+  // The writer is inside the first audit append; nothing is slept on, the hook is waited for.
+  for (int spins = 0; audit_writes.load() < 1; ++spins) {
+    ASSERT_LT(spins, 50'000'000) << "the writer never appended";
+    std::this_thread::yield();
+  }
+  exchange(c, "GET", "/api/v1/pods/b");
+  exchange(c, "GET", "/api/v1/pods/c");
+  exchange(c, "GET", "/api/v1/pods/d");
+  release.set_value();
+  r.flush();
+  EXPECT_EQ(audit_writes.load(), 2);  // b, c and d went out in one append
+  EXPECT_EQ(r.lostRecords(), 3u);
+  exchange(c, "GET", "/api/v1/pods/e");
+  r.flush();
+  const std::string head = r.auditHead();
+  r.shutdown();
+
+  auto result = verifyAuditFile(audit_path);
+  ASSERT_TRUE(result.ok) << result.bad_line << ": " << result.problem;
+  auto audit = readLines(audit_path);
+  ASSERT_EQ(audit.size(), 2u);
+  json a = json::parse(audit[0]), e = json::parse(audit[1]);
+  EXPECT_EQ(a["path"], "/api/v1/pods/a");
+  EXPECT_EQ(e["path"], "/api/v1/pods/e");
+  EXPECT_EQ(e["prev_hash"], a["hash"]);
+  EXPECT_EQ(head, e["hash"]);
+
+  ASSERT_EQ(closed().size(), 1u);
+  auto lines = readLines(closed()[0].jsonl);
+  ASSERT_EQ(lines.size(), 5u);  // the session file did not fail
+  EXPECT_EQ(json::parse(lines[0])["audit_hash"], a["hash"]);
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(json::parse(lines[i])["audit_hash"], nullptr) << i;
+  EXPECT_EQ(json::parse(lines[4])["audit_hash"], e["hash"]);
+  EXPECT_EQ(manifest(closed()[0])["request_count"], 5);
+  expectValid(dir_ / "sessions", audit_path);
 }
 
 TEST_F(RecorderTest, QueueOverflowDropsAndCountsWithoutBlocking) {
