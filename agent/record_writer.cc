@@ -289,7 +289,8 @@ void RecordWriter::run() {
       cv_.wait_until(lk, wake, [&] { return !queue_.empty() || stopping_; });
       if (napWorthIt()) {
         // A few records woke us: let more arrive so they share the appends. Records are
-        // asynchronous, so no request waits for this; a flush or stop is never delayed.
+        // asynchronous, so no request waits for this; a queued flush or stop skips the nap, one
+        // arriving during it waits at most kNap.
         lk.unlock();
         std::this_thread::sleep_for(kNap);
         lk.lock();
