@@ -18,6 +18,8 @@ namespace {
 // Deeper JSON than this is refused (not stored): Kubernetes objects, CRD schemas included, stay
 // far below it, and it bounds the frame stack against hostile nesting.
 constexpr std::size_t kMaxDepth = 1000;
+// Output reserved up front for a body of unknown size (it grows as needed).
+constexpr std::size_t kUnsizedReserve = 16 * 1024;
 // Bytes inflated per zlib call.
 constexpr std::size_t kInflateChunk = 64 * 1024;
 constexpr std::string_view kRedactedJson = "\"[REDACTED]\"";
@@ -1069,11 +1071,11 @@ class BodyCapture::Impl {
                                                     (looks_json && media_ != MediaClass::kText));
       if (json) {
         const std::size_t cap = options_.max_body_size;
-        // The declared size says the body will be cut: no verbatim copy is possible.
-        const bool too_big =
-            !inflating_ && options_.content_length && *options_.content_length > cap;
-        if (too_big) {
-          startEmitting(cap);
+        // No verbatim copy when the declared size says the body will be cut, nor on a path
+        // whose bodies are Secrets (there is nearly always something to redact).
+        const bool sized = !inflating_ && options_.content_length.has_value();
+        if (path_secret_ || (sized && *options_.content_length > cap)) {
+          startEmitting(sized ? *options_.content_length : kUnsizedReserve);
         } else {
           // Kept whole until finish() decides (see finishVerbatim).
           verbatim_ = true;
