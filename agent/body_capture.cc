@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cstring>
 #include <vector>
 
@@ -63,110 +62,6 @@ std::size_t utf8BoundaryPrefix(std::string_view s) {
   }
   return n;
 }
-
-// Length of the well-formed UTF-8 character at p (non-ASCII lead byte), 0 if it is not one.
-std::size_t utf8Char(const unsigned char* p, const unsigned char* end) {
-  const unsigned char c = *p;
-  std::size_t len = 0;
-  std::uint32_t cp = 0;
-  if ((c >> 5) == 0x6) {
-    len = 2;
-    cp = c & 0x1F;
-  } else if ((c >> 4) == 0xE) {
-    len = 3;
-    cp = c & 0x0F;
-  } else if ((c >> 3) == 0x1E) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (static_cast<std::size_t>(end - p) < len) return 0;
-  for (std::size_t k = 1; k < len; ++k) {
-    if ((p[k] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (p[k] & 0x3F);
-  }
-  if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-      cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-    return 0;
-  }
-  return len;
-}
-
-// Bytes a JSON string runs over without a closer look: printable ASCII but quote and backslash.
-constexpr std::array<bool, 256> kPlainStringByte = [] {
-  std::array<bool, 256> t{};
-  for (int c = 0x20; c < 0x80; ++c) t[c] = c != '"' && c != '\\';
-  return t;
-}();
-
-// The first byte at or after p that is not plain string text (kPlainStringByte), or end. Eight
-// bytes at a time: Kubernetes strings are mostly short runs of printable ASCII.
-[[gnu::always_inline]] inline const char* skipPlainStringBytes(const char* p, const char* end) {
-  static_assert(std::endian::native == std::endian::little, "the first match is the lowest byte");
-  constexpr std::uint64_t kOnes = 0x0101010101010101ull;
-  constexpr std::uint64_t kHigh = 0x8080808080808080ull;
-  while (end - p >= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    const std::uint64_t quote = w ^ (kOnes * '"');
-    const std::uint64_t backslash = w ^ (kOnes * '\\');
-    // A byte's high bit set where it is zero (quote, backslash), below 0x20, or non-ASCII. Bits
-    // above the first match may be spurious (borrows); the first one is exact.
-    const std::uint64_t special = ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash) |
-                                  ((w - kOnes * 0x20) & ~w) | w;
-    const std::uint64_t hit = special & kHigh;
-    if (hit != 0) return p + (__builtin_ctzll(hit) >> 3);
-    p += 8;
-  }
-  while (p < end && kPlainStringByte[static_cast<unsigned char>(*p)]) ++p;
-  return p;
-}
-
-bool isHex(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-// Scans a JSON string's text from p (after the opening quote): the closing quote, or null where
-// the text is not valid JSON (or malformed UTF-8). `escaped`: it holds escapes.
-[[gnu::always_inline]] inline const char* scanJsonString(const char* p, const char* end,
-                                                         bool& escaped) {
-  bool esc = false;
-  for (;;) {
-    p = skipPlainStringBytes(p, end);
-    if (p == end) return nullptr;
-    const char c = *p;
-    if (c == '"') {
-      escaped = esc;
-      return p;
-    }
-    if (c == '\\') {
-      esc = true;
-      if (end - p < 2) return nullptr;
-      const char x = p[1];
-      if (x == 'u') {
-        if (end - p < 6 || !isHex(p[2]) || !isHex(p[3]) || !isHex(p[4]) || !isHex(p[5])) {
-          return nullptr;
-        }
-        p += 6;
-      } else if (x == '"' || x == '\\' || x == '/' || x == 'b' || x == 'f' || x == 'n' ||
-                 x == 'r' || x == 't') {
-        p += 2;
-      } else {
-        return nullptr;
-      }
-      continue;
-    }
-    if (static_cast<unsigned char>(c) < 0x20) return nullptr;
-    const std::size_t n = utf8Char(reinterpret_cast<const unsigned char*>(p),
-                                   reinterpret_cast<const unsigned char*>(end));
-    if (n == 0) return nullptr;
-    p += n;
-  }
-}
-
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
-bool isBlank(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
 bool validUtf8(std::string_view s) {
   std::size_t i = 0;
@@ -365,7 +260,7 @@ enum class Scope : std::uint8_t { kNone, kRedact, kPending };
 // the text is valid JSON the emitting pass would leave unchanged (no value redacted, no Secret).
 class JsonRedactor {
  public:
-  // kEmit: fed through yajl, writes the redacted text. kScan: scanClean() only, writes nothing.
+  // kEmit: writes the redacted text. kScan: scanClean() only, writes nothing.
   enum class Mode : std::uint8_t { kEmit, kScan };
   // `reserve`: expected output size (the output grows past it if need be).
   JsonRedactor(std::size_t cap, bool secret_context, Mode mode, std::size_t reserve)
@@ -373,16 +268,12 @@ class JsonRedactor {
     static const yajl_callbacks kCallbacks{onNull,   onBoolean,    nullptr,    nullptr,
                                            onNumber, onString,     onStartMap, onMapKey,
                                            onEndMap, onStartArray, onEndArray};
-    if (!silent_) {
-      handle_ = yajl_alloc(&kCallbacks, nullptr, this);
-      yajl_config(handle_, yajl_allow_multiple_values, 1);
-      out_.reserve(std::min(cap_, reserve));
-    }
+    handle_ = yajl_alloc(&kCallbacks, nullptr, this);
+    yajl_config(handle_, yajl_allow_multiple_values, 1);
+    if (!silent_) out_.reserve(std::min(cap_, reserve));
     frames_.reserve(32);
   }
-  ~JsonRedactor() {
-    if (handle_ != nullptr) yajl_free(handle_);
-  }
+  ~JsonRedactor() { yajl_free(handle_); }
   JsonRedactor(const JsonRedactor&) = delete;
   JsonRedactor& operator=(const JsonRedactor&) = delete;
 
@@ -403,144 +294,14 @@ class JsonRedactor {
     return !failed_ && values_ > 0;
   }
 
-  // Whether `text`, a whole body, is valid JSON the emitting pass would store unchanged (no
-  // value redacted, no Secret seen). Drives the same handlers yajl would, in the same order, so
-  // every decision is the redactor's own; it answers false for whatever it does not vouch for
-  // itself (a scalar at the top, escapes in a key or kind, malformed UTF-8, invalid JSON) and
-  // the caller then runs the emitting pass, which decides as it always has. Kind: kScan, fresh.
+  // Whether `text`, a whole body, is valid JSON the emitting pass would store unchanged: yajl
+  // parses it and drives the redactor's own handlers, which decide exactly as when emitting but
+  // write nothing; clean means no value redacted, no Secret seen and nothing left undecided.
+  // Mode kScan, fresh.
   bool scanClean(std::string_view text) {
-    enum class Want : std::uint8_t { kValue, kValueOrClose, kKey, kKeyOrClose, kColon, kNext };
-    const char* p = text.data();
-    const char* const end = p + text.size();
-    // The last string scanned: [s, e) its text as written.
-    const char* s = nullptr;
-    const char* e = nullptr;
-    bool escaped = false;
-    auto digits = [&]() -> bool {
-      if (p == end || !isDigit(*p)) return false;
-      while (p < end && isDigit(*p)) ++p;
-      return true;
-    };
-    Want want = Want::kValue;
-    for (;;) {
-      while (p < end && isBlank(*p)) ++p;
-      if (p == end) break;
-      const char c = *p;
-      if (frames_.empty() && c != '{' && c != '[') return false;  // only containers at the top
-      bool value_done = false;
-      switch (want) {
-        case Want::kValueOrClose:
-          if (c == ']') {
-            ++p;
-            onEndArray(this);
-            value_done = true;
-            break;
-          }
-          [[fallthrough]];
-        case Want::kValue:
-          if (c == '{') {
-            ++p;
-            if (!push(true)) return false;
-            want = Want::kKeyOrClose;
-          } else if (c == '[') {
-            ++p;
-            if (!push(false)) return false;
-            want = Want::kValueOrClose;
-          } else if (c == '"') {
-            s = p + 1;
-            e = scanJsonString(s, end, escaped);
-            if (e == nullptr) return false;
-            p = e + 1;
-            // A kind's value decides; yajl would hand it over unescaped: not ours to do.
-            const Frame& f = frames_.back();
-            if (escaped && f.is_object && f.key == Key::kKind) return false;
-            if (onString(this, reinterpret_cast<const unsigned char*>(s),
-                         static_cast<std::size_t>(e - s)) == 0) {
-              return false;
-            }
-            value_done = true;
-          } else if (c == 't' || c == 'f' || c == 'n') {
-            const std::string_view word = c == 't' ? "true" : c == 'f' ? "false" : "null";
-            if (static_cast<std::size_t>(end - p) < word.size() ||
-                std::string_view(p, word.size()) != word) {
-              return false;
-            }
-            p += word.size();
-            if (c == 'n') {
-              onNull(this);
-            } else {
-              onBoolean(this, c == 't');
-            }
-            value_done = true;
-          } else if (c == '-' || isDigit(c)) {
-            const char* start = p;
-            if (*p == '-') ++p;
-            if (p < end && *p == '0') {
-              ++p;
-            } else if (!digits()) {
-              return false;
-            }
-            if (p < end && *p == '.') {
-              ++p;
-              if (!digits()) return false;
-            }
-            if (p < end && (*p == 'e' || *p == 'E')) {
-              ++p;
-              if (p < end && (*p == '+' || *p == '-')) ++p;
-              if (!digits()) return false;
-            }
-            onNumber(this, start, static_cast<std::size_t>(p - start));
-            value_done = true;
-          } else {
-            return false;
-          }
-          break;
-        case Want::kKeyOrClose:
-          if (c == '}') {
-            ++p;
-            onEndMap(this);
-            value_done = true;
-            break;
-          }
-          [[fallthrough]];
-        case Want::kKey:
-          if (c != '"') return false;
-          s = p + 1;
-          e = scanJsonString(s, end, escaped);
-          if (e == nullptr || escaped) return false;  // keys decide: only those written plain
-          p = e + 1;
-          onMapKey(this, reinterpret_cast<const unsigned char*>(s),
-                   static_cast<std::size_t>(e - s));
-          want = Want::kColon;
-          break;
-        case Want::kColon:
-          if (c != ':') return false;
-          ++p;
-          want = Want::kValue;
-          break;
-        case Want::kNext: {
-          const bool object = frames_.back().is_object;
-          ++p;
-          if (c == ',') {
-            want = object ? Want::kKey : Want::kValue;
-          } else if (c == (object ? '}' : ']')) {
-            if (object) {
-              onEndMap(this);
-            } else {
-              onEndArray(this);
-            }
-            value_done = true;
-          } else {
-            return false;
-          }
-          break;
-        }
-      }
-      if (value_done) want = frames_.empty() ? Want::kValue : Want::kNext;
-      if (sawSecret()) return false;  // decided: the emitting pass redacts it
-    }
-    return want == Want::kValue && frames_.empty() && values_ > 0 && pending_.empty() &&
-           !sawSecret();
+    feed(text.data(), text.size());
+    if (failed_ || yajl_complete_parse(handle_) != yajl_status_ok) return false;
+    return frames_.empty() && values_ > 0 && pending_.empty() && !sawSecret();
   }
 
   std::string& output() { return out_; }

@@ -714,8 +714,8 @@ TEST(Verbatim, BodyAtTheCap) {
 }
 
 TEST(Verbatim, StringsWithSpecialBytesAtEveryOffset) {
-  // The scan reads strings eight bytes at a time: put each kind of special byte at each offset,
-  // in keys and values, and check the verdict against the emitting pass.
+  // Each kind of special byte at each offset, in keys and values: the verbatim verdict matches
+  // the emitting pass.
   Exchange x("GET", "/apis/example.com/v1/things", "application/json");
   const std::vector<std::string> specials{"\\\"",     "\\\\",         "\\u0041", "\\n",
                                           "\xc3\xa9", "\xe2\x82\xac", "\x01",    "\xff",
@@ -731,7 +731,7 @@ TEST(Verbatim, StringsWithSpecialBytesAtEveryOffset) {
       }
     }
   }
-  // A credential key spelled with an escape is not the scan's to judge.
+  // A credential key spelled with an escape is still a credential key.
   const std::string escaped_key = std::string(R"({"kind":"Thing","t\u006fken":")") + kS1 + "\"}";
   const auto r = x.run(escaped_key);
   expectNoLeak(r, kAll);
