@@ -1,10 +1,9 @@
 #include "agent/audit_line.h"
 
-#include <openssl/evp.h>
-
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "agent/durable_file.h"
 #include "agent/json_writer.h"
 
 namespace kscribe {
@@ -73,19 +72,6 @@ void canonicalProcess(std::string& out, const proxy::Attribution* a) {
   out.append(",\"uid\":");
   num(out, a->uid);
   out.push_back('}');
-}
-
-std::string sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(len * 2, '0');
-  for (unsigned int i = 0; i < len; ++i) {
-    out[2 * i] = kHex[md[i] >> 4];
-    out[2 * i + 1] = kHex[md[i] & 0xf];
-  }
-  return out;
 }
 
 }  // namespace
@@ -232,7 +218,7 @@ std::string appendAuditLine(std::string& out, const ExchangeRecord& rec, std::st
   t.append(",\"kind\":");
   str(t, rec.key.workload_kind);
   t.append("}}");
-  std::string hash = sha256Hex(t);
+  std::string hash = durable::sha256Hex(t);
   out.append(t, 0, hash_at);
   out.append(hash);
   out.append(t, hash_at, std::string::npos);

@@ -9,6 +9,7 @@
 
 #include "agent/cli.h"
 #include "agent/config.h"
+#include "agent/durable_file.h"
 #include "agent/pki.h"
 
 namespace kscribe::cli {
@@ -129,7 +130,7 @@ int runAdd(const AddOpts& o) {
     pki::writeSecretFile(dir / "kubeconfig",
                          kubeconfig(o.name, proxyUrl(config.listen), ca.cert_pem, cert, token));
 
-    AgentEntry entry{o.name, pki::sha256Hex(token), o.selectors};
+    AgentEntry entry{o.name, durable::sha256Hex(token), o.selectors};
     if (existing != config.identity.agents.end()) {
       *existing = entry;
     } else {

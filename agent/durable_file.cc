@@ -177,13 +177,8 @@ Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
 
 void Sha256::update(std::string_view data) { EVP_DigestUpdate(ctx_, data.data(), data.size()); }
 
-std::string Sha256::hex() const {
-  EVP_MD_CTX* copy = EVP_MD_CTX_new();
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_MD_CTX_copy_ex(copy, ctx_);
-  EVP_DigestFinal_ex(copy, md, &len);
-  EVP_MD_CTX_free(copy);
+namespace {
+std::string hexDigest(const unsigned char* md, unsigned int len) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(len * 2, '0');
   for (unsigned int i = 0; i < len; ++i) {
@@ -192,11 +187,24 @@ std::string Sha256::hex() const {
   }
   return out;
 }
+}  // namespace
+
+std::string Sha256::hex() const {
+  EVP_MD_CTX* copy = EVP_MD_CTX_new();
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_MD_CTX_copy_ex(copy, ctx_);
+  EVP_DigestFinal_ex(copy, md, &len);
+  EVP_MD_CTX_free(copy);
+  return hexDigest(md, len);
+}
 
 std::string sha256Hex(std::string_view data) {
-  Sha256 h;
-  h.update(data);
-  return h.hex();
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("SHA-256 failed");
+  return hexDigest(md, len);
 }
 
 std::string sha256File(const fs::path& path, std::error_code& ec) {

@@ -68,6 +68,7 @@ class Sha256 {
   EVP_MD_CTX* ctx_;
 };
 
+/// Lowercase hex SHA-256 of `data`.
 std::string sha256Hex(std::string_view data);
 /// SHA-256 of a whole file; empty string and `ec` set if it cannot be read.
 std::string sha256File(const std::filesystem::path& path, std::error_code& ec);

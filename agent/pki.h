@@ -56,8 +56,6 @@ std::string readFile(const std::filesystem::path& path);
 
 /// `n` random bytes from RAND_bytes, base64url without padding.
 std::string randomToken(std::size_t n = 32);
-/// Lowercase hex SHA-256 of `data`.
-std::string sha256Hex(const std::string& data);
 /// Standard base64 (with padding) of `data`, as kubeconfig *-data fields want.
 std::string base64(const std::string& data);
 

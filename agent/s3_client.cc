@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "agent/config.h"
+#include "agent/durable_file.h"
 #include "proxy/log.h"
 
 namespace kscribe {
@@ -236,7 +237,7 @@ struct S3Client::Impl {
     sr.path = path;
     sr.query = query;
     sr.headers = {{"host", host}};
-    sr.payload_hash = sigv4::sha256Hex(body);
+    sr.payload_hash = durable::sha256Hex(body);
     sr.headers.emplace_back("x-amz-content-sha256", sr.payload_hash);
     for (const auto& h : extra_headers) sr.headers.push_back(h);
     sigv4::Signature sig = sigv4::signHeaders(sr, creds, opt.region, "s3", now());

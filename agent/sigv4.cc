@@ -8,6 +8,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "agent/durable_file.h"
+
 namespace kscribe::sigv4 {
 
 namespace {
@@ -50,14 +52,6 @@ std::string toHex(std::string_view raw) {
     out.push_back(kHex[c & 0xf]);
   }
   return out;
-}
-
-std::string sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1)
-    throw std::runtime_error("sigv4: SHA-256 failed");
-  return toHex(std::string_view(reinterpret_cast<char*>(md), len));
 }
 
 std::string hmacSha256(std::string_view key, std::string_view data) {
@@ -133,7 +127,8 @@ std::string canonicalRequest(const Request& r, std::string* signed_headers_out) 
 
 std::string stringToSign(const std::string& amz_date, const std::string& scope,
                          const std::string& canonical_request) {
-  return "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope + "\n" + sha256Hex(canonical_request);
+  return "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope + "\n" +
+         durable::sha256Hex(canonical_request);
 }
 
 std::string signingKey(const std::string& secret, const std::string& date,

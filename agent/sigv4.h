@@ -58,7 +58,6 @@ std::string stringToSign(const std::string& amz_date, const std::string& scope,
 std::string signingKey(const std::string& secret, const std::string& date,
                        const std::string& region, const std::string& service);
 std::string hmacSha256(std::string_view key, std::string_view data);  // raw bytes
-std::string sha256Hex(std::string_view data);
 std::string toHex(std::string_view raw);
 
 /// Header signing: adds x-amz-date (and x-amz-security-token when the credentials carry one)

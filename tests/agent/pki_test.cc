@@ -16,6 +16,8 @@
 #include <memory>
 #include <set>
 
+#include "agent/durable_file.h"
+
 namespace kscribe::pki {
 namespace {
 namespace fs = std::filesystem;
@@ -185,7 +187,8 @@ TEST(PkiToken, RandomBase64UrlAndDigest) {
   EXPECT_NE(a, b);
   EXPECT_EQ(a.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
             std::string::npos);
-  EXPECT_EQ(sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(durable::sha256Hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(base64("foob"), "Zm9vYg==");
 }
 

@@ -2,6 +2,7 @@
 // us-east-1, service "service", 2015-08-30T12:36:00Z) and the S3 documentation's examples
 // (examplebucket, 2013-05-24). Inputs and expected outputs are reproduced here.
 #include "agent/sigv4.h"
+#include "agent/durable_file.h"
 
 #include <gtest/gtest.h>
 
@@ -42,7 +43,7 @@ TEST(SigV4Suite, GetVanillaQueryOrderKeyCase) {
   Signature s = suiteSign({"GET", "/", {{"Param2", "value2"}, {"Param1", "value1"}}, {}});
   EXPECT_EQ(s.canonical_request.substr(0, s.canonical_request.find("\nhost")),
             "GET\n/\nParam1=value1&Param2=value2");
-  EXPECT_EQ(sha256Hex(s.canonical_request),
+  EXPECT_EQ(durable::sha256Hex(s.canonical_request),
             "816cd5b414d056048ba4f7c5386d6e0533120fb1fcfa93762cf0fc39e2cf19e0");
   EXPECT_EQ(s.signature, "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500");
 }
@@ -54,14 +55,14 @@ TEST(SigV4Suite, GetVanillaEmptyQueryKey) {
 
 TEST(SigV4Suite, PostXWwwFormUrlencoded) {
   Request r{"POST", "/", {}, {{"Content-Type", "application/x-www-form-urlencoded"}}};
-  r.payload_hash = sha256Hex("Param1=value1");
+  r.payload_hash = durable::sha256Hex("Param1=value1");
   Signature s = suiteSign(r);
   EXPECT_EQ(s.canonical_request,
             "POST\n/\n\ncontent-type:application/x-www-form-urlencoded\n"
             "host:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\n"
             "content-type;host;x-amz-date\n"
             "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e");
-  EXPECT_EQ(sha256Hex(s.canonical_request),
+  EXPECT_EQ(durable::sha256Hex(s.canonical_request),
             "42a5e5bb34198acb3e84da4f085bb7927f2bc277ca766e6d19c73c2154021281");
   EXPECT_EQ(s.authorization,
             kSuiteCredential +
@@ -96,7 +97,7 @@ TEST(SigV4Suite, GetHeaderKeyDuplicateAndMultiline) {
 TEST(SigV4Suite, GetUtf8AndUnreserved) {
   EXPECT_EQ(suiteSign({"GET", "/\xE1\x88\xB4", {}, {}}).signature,
             "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85");
-  EXPECT_EQ(sha256Hex(suiteSign({"GET", "/\xE1\x88\xB4", {}, {}}).canonical_request),
+  EXPECT_EQ(durable::sha256Hex(suiteSign({"GET", "/\xE1\x88\xB4", {}, {}}).canonical_request),
             "2a0a97d02205e45ce2e994789806b19270cfbbb0921b278ccf58f5249ac42102");
   EXPECT_EQ(suiteSign({"GET", "/", {{"\xE1\x88\xB4", "bar"}}, {}}).signature,
             "2cdec8eed098649ff3a119c94853b13c643bcf08f8b0a1d91e12c9027818dd04");

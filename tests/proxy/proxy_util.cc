@@ -41,19 +41,6 @@ std::string readFile(const std::filesystem::path& path) {
   return s.str();
 }
 
-std::string sha256Hex(const std::string& data) {
-  unsigned char d[32];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), d, &n, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    out += hex[d[i] >> 4];
-    out += hex[d[i] & 15];
-  }
-  return out;
-}
-
 namespace {
 void makeCa(const std::filesystem::path& dir, const std::string& name) {
   run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " +

@@ -31,8 +31,6 @@ struct Pki {
 /// Runs a shell command; throws if it fails.
 void run(const std::string& command);
 std::string readFile(const std::filesystem::path& path);
-/// Hex SHA-256 of a string.
-std::string sha256Hex(const std::string& data);
 
 struct Response {
   int status = 0;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <thread>
 
+#include "agent/durable_file.h"
 #include "proxy/log.h"
 #include "proxy/proxy_util.h"
 #include "proxy/server.h"
@@ -92,7 +93,7 @@ class ProxyTest : public ::testing::Test {
     o.cert_file = pki.server_crt;
     o.key_file = pki.server_key;
     o.ca_file = pki.ca_crt;
-    o.agents.push_back({"bob", test::sha256Hex(kToken)});
+    o.agents.push_back({"bob", durable::sha256Hex(kToken)});
     o.upstream.host = "127.0.0.1";
     o.upstream.port = std::to_string(upstream_.port());
     o.upstream.ca_pem = test::readFile(pki.upstream_ca);
