@@ -10,6 +10,7 @@
 #include "agent/cli.h"
 #include "agent/config.h"
 #include "agent/durable_file.h"
+#include "agent/encoding.h"
 #include "agent/pki.h"
 
 namespace kscribe::cli {
@@ -57,14 +58,14 @@ std::string kubeconfig(const std::string& name, const std::string& server,
   out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << "kscribe";
   out << YAML::Key << "cluster" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "server" << YAML::Value << server;
-  out << YAML::Key << "certificate-authority-data" << YAML::Value << pki::base64(ca_pem);
+  out << YAML::Key << "certificate-authority-data" << YAML::Value << base64(ca_pem);
   out << YAML::EndMap << YAML::EndMap << YAML::EndSeq;
 
   out << YAML::Key << "users" << YAML::Value << YAML::BeginSeq;
   out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name;
   out << YAML::Key << "user" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "client-certificate-data" << YAML::Value << pki::base64(cert.cert_pem);
-  out << YAML::Key << "client-key-data" << YAML::Value << pki::base64(cert.key_pem);
+  out << YAML::Key << "client-certificate-data" << YAML::Value << base64(cert.cert_pem);
+  out << YAML::Key << "client-key-data" << YAML::Value << base64(cert.key_pem);
   out << YAML::EndMap << YAML::EndMap;
   out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name + "-token";
   out << YAML::Key << "user" << YAML::Value << YAML::BeginMap;

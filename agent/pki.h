@@ -56,7 +56,5 @@ std::string readFile(const std::filesystem::path& path);
 
 /// `n` random bytes from RAND_bytes, base64url without padding.
 std::string randomToken(std::size_t n = 32);
-/// Standard base64 (with padding) of `data`, as kubeconfig *-data fields want.
-std::string base64(const std::string& data);
 
 }  // namespace kscribe::pki

@@ -27,6 +27,7 @@
 
 #include "agent/config.h"
 #include "agent/durable_file.h"
+#include "agent/encoding.h"
 #include "proxy/log.h"
 
 namespace kscribe {
@@ -85,19 +86,11 @@ std::string xmlValue(const std::string& body, const std::string& tag) {
   return close == std::string::npos ? "" : body.substr(open, close - open);
 }
 
-std::string base64(const unsigned char* data, std::size_t n) {
-  std::string out(4 * ((n + 2) / 3) + 1, '\0');
-  int len =
-      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
-  out.resize(static_cast<std::size_t>(len));
-  return out;
-}
-
 std::string contentMd5(std::string_view body) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(body.data(), body.size(), md, &len, EVP_md5(), nullptr);
-  return base64(md, len);
+  return base64(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
 struct Response {

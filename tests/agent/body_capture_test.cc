@@ -21,8 +21,6 @@ constexpr const char* kS2 = "FAKE-s3cr3t-VALUE-2";
 constexpr const char* kS3 = "FAKE-s3cr3t-VALUE-3";
 const std::vector<std::string> kAll{kS1, kS2, kS3};
 
-std::string b64(std::string_view s) { return testing::b64(s); }
-
 // A body exchanged on `target`, with everything else at defaults.
 struct Exchange {
   ApiRequest request;
@@ -41,8 +39,8 @@ struct Exchange {
 };
 
 std::string secretJson(const std::string& name, bool kind_last = false) {
-  const std::string data = R"("data":{"password":")" + b64(kS1) + R"(","user":")" + b64("admin") +
-                           R"("},"stringData":{"token":")" + kS2 + R"("})";
+  const std::string data = R"("data":{"password":")" + base64(kS1) + R"(","user":")" +
+                           base64("admin") + R"("},"stringData":{"token":")" + kS2 + R"("})";
   const std::string meta =
       R"("metadata":{"name":")" + name +
       R"(","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"stringData\":{\"token\":\")" +
@@ -113,7 +111,7 @@ TEST(Redaction, ConfigMapDataIsKept) {
 
 TEST(Redaction, KindlessBodyOnSecretsPathIsASecret) {
   Exchange x("PATCH", "/api/v1/namespaces/a/secrets/db", "application/merge-patch+json", true);
-  const auto r = x.run(std::string(R"({"data":{"password":")") + b64(kS1) +
+  const auto r = x.run(std::string(R"({"data":{"password":")") + base64(kS1) +
                        R"("},"stringData":{"x":")" + kS2 + R"("}})");
   expectNoLeak(r, kAll);
   ASSERT_TRUE(r.body);
@@ -131,7 +129,7 @@ TEST(Redaction, SecretListTypedAndUnstructured) {
     EXPECT_EQ(r.redactions, 8u) << target;
   }
   // Items without kind, the list's kind last (as an unstructured list marshals, keys sorted).
-  std::string kindless = R"({"apiVersion":"v1","items":[{"data":{"a":")" + b64(kS1) +
+  std::string kindless = R"({"apiVersion":"v1","items":[{"data":{"a":")" + base64(kS1) +
                          R"("},"metadata":{"annotations":{"x":")" + kS2 +
                          R"("}}}],"kind":"SecretList"})";
   for (const char* target :
@@ -158,7 +156,7 @@ std::string watchStream() {
   s +=
       R"({"type":"BOOKMARK","object":{"kind":"Secret","apiVersion":"v1","metadata":{"resourceVersion":"12"}}})"
       "\n";
-  s += R"({"type":"DELETED","object":{"kind":"Secret","data":{"k":")" + b64(kS3) +
+  s += R"({"type":"DELETED","object":{"kind":"Secret","data":{"k":")" + base64(kS3) +
        R"("}}})"
        "\n";
   return s;
@@ -212,7 +210,7 @@ TEST(Redaction, CreateAndUpdateRequestsAndResponses) {
 
 TEST(Redaction, JsonPatch) {
   Exchange x("PATCH", "/api/v1/namespaces/a/secrets/db", "application/json-patch+json", true);
-  const std::string body = R"([{"op":"replace","path":"/data/password","value":")" + b64(kS1) +
+  const std::string body = R"([{"op":"replace","path":"/data/password","value":")" + base64(kS1) +
                            R"("},{"op":"add","path":"/stringData","value":{"t":")" + kS2 +
                            R"("}},{"op":"add","path":"/metadata/annotations/x","value":")" + kS3 +
                            R"("},{"op":"remove","path":"/data/old"}])";
@@ -226,8 +224,8 @@ TEST(Redaction, JsonPatch) {
 
 TEST(Redaction, MergeStrategicAndApplyPatches) {
   const std::string patch = R"({"metadata":{"annotations":{"note":")" + std::string(kS3) +
-                            R"("}},"data":{"password":")" + b64(kS1) + R"("},"stringData":{"t":")" +
-                            kS2 + R"("}})";
+                            R"("}},"data":{"password":")" + base64(kS1) +
+                            R"("},"stringData":{"t":")" + kS2 + R"("}})";
   for (const char* type : {"application/merge-patch+json", "application/strategic-merge-patch+json",
                            "application/apply-patch+yaml", "application/apply-patch+json"}) {
     Exchange x("PATCH", "/api/v1/namespaces/a/secrets/db?fieldManager=kubectl", type, true);
@@ -317,7 +315,7 @@ TEST(Redaction, KubeconfigLikeCredentials) {
   Exchange x("POST", "/apis/example.com/v1/namespaces/a/clusters", "application/json", true);
   const std::string body =
       R"({"kind":"Cluster","spec":{"kubeconfig":{"users":[{"name":"u","user":{"token":")" +
-      std::string(kS1) + R"(","client-key-data":")" + b64(kS2) + R"(","password":")" + kS3 +
+      std::string(kS1) + R"(","client-key-data":")" + base64(kS2) + R"(","password":")" + kS3 +
       R"("}}]}}})";
   const auto r = x.run(body);
   expectNoLeak(r, kAll);
@@ -342,7 +340,7 @@ TEST(Redaction, ProtobufCborYaml) {
   r = pod.run(readFixture("core.v1.Pod.pb"));
   ASSERT_TRUE(r.body);
   EXPECT_EQ(r.encoding, "base64");
-  EXPECT_EQ(*r.body, b64(readFixture("core.v1.Pod.pb")));
+  EXPECT_EQ(*r.body, base64(readFixture("core.v1.Pod.pb")));
   EXPECT_EQ(r.content_type, "application/vnd.kubernetes.protobuf");
   // CBOR on the secrets path, and any CBOR a client sends: no body.
   Exchange cbor("GET", "/api/v1/namespaces/a/secrets", "application/cbor");
@@ -606,7 +604,7 @@ TEST(Verbatim, SecretKindAfterDataIsRedacted) {
 }
 
 TEST(Verbatim, KindlessItemInSecretList) {
-  const std::string item = std::string(R"({"metadata":{"name":"db"},"data":{"p":")") + b64(kS1) +
+  const std::string item = std::string(R"({"metadata":{"name":"db"},"data":{"p":")") + base64(kS1) +
                            R"("},"stringData":{"q":")" + kS2 + R"("}})";
   for (const std::string& body :
        {R"({"kind":"SecretList","apiVersion":"v1","items":[)" + item + "]}",

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/body_capture.h"
+#include "agent/encoding.h"
 
 namespace kscribe::testing {
 
@@ -24,31 +25,13 @@ inline std::string readFixture(const std::string& name) {
   return ss.str();
 }
 
-inline std::string b64(std::string_view in) {
-  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
-    out += {kA[(v >> 18) & 63], kA[(v >> 12) & 63], kA[(v >> 6) & 63], kA[v & 63]};
-  }
-  if (i < in.size()) {
-    unsigned v = p[i] << 16;
-    if (i + 1 < in.size()) v |= p[i + 1] << 8;
-    out +=
-        {kA[(v >> 18) & 63], kA[(v >> 12) & 63], i + 1 < in.size() ? kA[(v >> 6) & 63] : '=', '='};
-  }
-  return out;
-}
-
 /// The forms a planted secret could leak in: plain, JSON-escaped (it has no special characters,
 /// so that is plain too), base64 and base64-of-base64 at every alignment inside a larger blob.
 inline std::vector<std::string> leakForms(const std::string& secret) {
   std::vector<std::string> forms{secret};
-  for (const std::string& s : {secret, b64(secret)}) {
+  for (const std::string& s : {secret, base64(secret)}) {
     for (int shift = 0; shift < 3; ++shift) {
-      const std::string enc = b64(std::string(static_cast<std::size_t>(shift), 'x') + s);
+      const std::string enc = base64(std::string(static_cast<std::size_t>(shift), 'x') + s);
       // Drop the characters that mix in neighbouring bytes.
       if (enc.size() > 12) forms.push_back(enc.substr(4, enc.size() - 8));
     }

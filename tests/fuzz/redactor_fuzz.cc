@@ -22,30 +22,13 @@
 
 #include "agent/api_request.h"
 #include "agent/body_capture.h"
+#include "agent/encoding.h"
 
 namespace {
 
 using kscribe::BodyCapture;
 using kscribe::BodyOptions;
 using Json = nlohmann::ordered_json;
-
-std::string b64(std::string_view in) {
-  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
-    out += {kA[(v >> 18) & 63], kA[(v >> 12) & 63], kA[(v >> 6) & 63], kA[v & 63]};
-  }
-  if (i < in.size()) {
-    unsigned v = p[i] << 16;
-    if (i + 1 < in.size()) v |= p[i + 1] << 8;
-    out +=
-        {kA[(v >> 18) & 63], kA[(v >> 12) & 63], i + 1 < in.size() ? kA[(v >> 6) & 63] : '=', '='};
-  }
-  return out;
-}
 
 constexpr std::string_view kMark = "FAKE-s3cr3t-";
 
@@ -58,7 +41,7 @@ struct Generator {
     std::string s = std::string(kMark) + "V" + std::to_string(planted.size()) + "-" +
                     std::to_string(fdp.ConsumeIntegral<std::uint16_t>());
     planted.push_back(s);
-    return fdp.ConsumeBool() ? b64(s) : s;
+    return fdp.ConsumeBool() ? kscribe::base64(s) : s;
   }
   // Arbitrary text that never contains the planted marker.
   std::string noise() {
@@ -196,9 +179,10 @@ struct Generator {
 
 bool leaks(const std::string& text, const std::string& secret) {
   if (text.find(secret) != std::string::npos) return true;
-  for (const std::string& s : {secret, b64(secret)}) {
+  for (const std::string& s : {secret, kscribe::base64(secret)}) {
     for (int shift = 0; shift < 3; ++shift) {
-      const std::string enc = b64(std::string(static_cast<std::size_t>(shift), 'x') + s);
+      const std::string enc =
+          kscribe::base64(std::string(static_cast<std::size_t>(shift), 'x') + s);
       if (enc.size() > 12 && text.find(enc.substr(4, enc.size() - 8)) != std::string::npos) {
         return true;
       }
@@ -306,7 +290,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // form counts as leaked only if the body without the planted values does not contain it.
   std::string unplanted = body;
   for (const std::string& secret : gen.planted) {
-    for (const std::string& v : {secret, b64(secret)}) {
+    for (const std::string& v : {secret, kscribe::base64(secret)}) {
       for (std::size_t p; (p = unplanted.find(v)) != std::string::npos;) {
         unplanted.replace(p, v.size(), "#");
       }
