@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <charconv>
 #include <optional>
 
 #include "agent/api_request.h"
@@ -41,12 +42,9 @@ std::string fileSafe(std::string_view s) {
 
 // Content-Length as sent; nullopt when absent or not a plain number (it only sizes buffers).
 std::optional<std::uint64_t> contentLength(std::string_view v) {
-  if (v.empty() || v.size() > 18) return std::nullopt;
   std::uint64_t n = 0;
-  for (char c : v) {
-    if (c < '0' || c > '9') return std::nullopt;
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || end != v.data() + v.size()) return std::nullopt;
   return n;
 }
 
