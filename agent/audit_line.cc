@@ -9,10 +9,6 @@
 namespace kscribe {
 namespace {
 
-using json = nlohmann::json;
-
-json nullIfEmpty(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
-
 // Canonical text pieces: keys are written in std::map byte order by the caller; strings are
 // ASCII-escaped as dump(-1, ' ', true, replace) does.
 void str(std::string& out, std::string_view s) { appendJsonQuotedAscii(out, s); }
@@ -115,37 +111,6 @@ void appendProcessJson(std::string& out, const proxy::Attribution* a) {
     p.str("pod_uid", a->pod_uid);
   }
   p.close();
-}
-
-json auditObject(const ExchangeRecord& rec, const std::string& timestamp) {
-  const std::string session_id = rec.session ? rec.session->id : std::string();
-  json audit;
-  audit["timestamp"] = timestamp;
-  audit["agent"] = nullIfEmpty(rec.agent);
-  audit["spiffe_id"] = nullIfEmpty(rec.spiffe_id);
-  audit["auth_method"] = nullIfEmpty(rec.auth_method);
-  audit["connection_id"] = rec.connection_id;
-  audit["workload"] = {{"kind", rec.key.workload_kind}, {"id", rec.key.workload}};
-  audit["process"] = json(processObject(rec.process.get()));
-  audit["method"] = rec.method;
-  audit["path"] = rec.path;
-  audit["query"] = nullIfEmpty(rec.api.query);
-  audit["verb"] = rec.api.verb;
-  audit["api_group"] = rec.api.api_group;
-  audit["namespace"] = nullIfEmpty(rec.api.namespace_name);
-  audit["resource"] = nullIfEmpty(rec.api.resource);
-  audit["subresource"] = nullIfEmpty(rec.api.subresource);
-  audit["name"] = nullIfEmpty(rec.api.name);
-  audit["tier"] = static_cast<int>(rec.tier);
-  audit["tier_name"] = tierName(rec.tier);
-  audit["decision"] = rec.decision;
-  audit["status"] = rec.status;
-  audit["latency_us"] = rec.latency_us;
-  audit["session_id"] = nullIfEmpty(session_id);
-  audit["seq"] = rec.session ? json(rec.seq) : json(nullptr);
-  audit["error"] = nullIfEmpty(rec.error);
-  audit["message"] = nullIfEmpty(rec.message);
-  return audit;
 }
 
 std::string appendAuditLine(std::string& out, const ExchangeRecord& rec, std::string_view timestamp,

@@ -1,8 +1,7 @@
 #pragma once
 // The audit log's line for one exchange. The writer thread writes one per request, so the sealed
 // line is written straight as canonical text (audit_chain.h: sorted keys, no whitespace, ASCII
-// only) instead of through a document tree; auditObject() is the tree it must equal, which the
-// tests compare it with.
+// only) instead of through a document tree; the tests hold the tree it must equal.
 
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -12,11 +11,8 @@
 
 namespace kscribe {
 
-/// The audit line's object for `rec` before sealing (no prev_hash, no hash).
-nlohmann::json auditObject(const ExchangeRecord& rec, const std::string& timestamp);
-
 /// Appends the sealed audit line for `rec` (no newline) to `out`: byte for byte what
-/// sealAuditLine(auditObject(rec, timestamp), prev_hash) returns. Returns the line's hash.
+/// sealAuditLine() makes of the same fields as a document. Returns the line's hash.
 /// `scratch` is reused between calls to save allocations.
 std::string appendAuditLine(std::string& out, const ExchangeRecord& rec, std::string_view timestamp,
                             std::string_view prev_hash, std::string& scratch);

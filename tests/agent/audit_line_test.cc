@@ -11,9 +11,47 @@
 #include <string>
 
 #include "agent/audit_chain.h"
+#include "agent/tier.h"
 
 namespace kscribe {
 namespace {
+
+using json = nlohmann::json;
+
+json nullIfEmpty(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+
+// The audit line's object for `rec` before sealing, built as a document: what the directly
+// written line must equal once sealed.
+json auditObject(const ExchangeRecord& rec, const std::string& timestamp) {
+  const std::string session_id = rec.session ? rec.session->id : std::string();
+  json audit;
+  audit["timestamp"] = timestamp;
+  audit["agent"] = nullIfEmpty(rec.agent);
+  audit["spiffe_id"] = nullIfEmpty(rec.spiffe_id);
+  audit["auth_method"] = nullIfEmpty(rec.auth_method);
+  audit["connection_id"] = rec.connection_id;
+  audit["workload"] = {{"kind", rec.key.workload_kind}, {"id", rec.key.workload}};
+  audit["process"] = json(processObject(rec.process.get()));
+  audit["method"] = rec.method;
+  audit["path"] = rec.path;
+  audit["query"] = nullIfEmpty(rec.api.query);
+  audit["verb"] = rec.api.verb;
+  audit["api_group"] = rec.api.api_group;
+  audit["namespace"] = nullIfEmpty(rec.api.namespace_name);
+  audit["resource"] = nullIfEmpty(rec.api.resource);
+  audit["subresource"] = nullIfEmpty(rec.api.subresource);
+  audit["name"] = nullIfEmpty(rec.api.name);
+  audit["tier"] = static_cast<int>(rec.tier);
+  audit["tier_name"] = tierName(rec.tier);
+  audit["decision"] = rec.decision;
+  audit["status"] = rec.status;
+  audit["latency_us"] = rec.latency_us;
+  audit["session_id"] = nullIfEmpty(session_id);
+  audit["seq"] = rec.session ? json(rec.seq) : json(nullptr);
+  audit["error"] = nullIfEmpty(rec.error);
+  audit["message"] = nullIfEmpty(rec.message);
+  return audit;
+}
 
 class RandomRecords {
  public:
