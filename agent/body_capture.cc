@@ -1,5 +1,6 @@
 #include "agent/body_capture.h"
 
+#include <simdjson.h>
 #include <yajl/yajl_parse.h>
 #include <zlib.h>
 
@@ -236,7 +237,7 @@ enum class Scope : std::uint8_t { kNone, kRedact, kPending };
 // the text is valid JSON the emitting pass would leave unchanged (no value redacted, no Secret).
 class JsonRedactor {
  public:
-  // kEmit: writes the redacted text. kScan: scanClean() only, writes nothing.
+  // kEmit: writes the redacted text. kScan: scanClean() or scanCleanDom() only, writes nothing.
   enum class Mode : std::uint8_t { kEmit, kScan };
   // `reserve`: expected output size (the output grows past it if need be).
   JsonRedactor(std::size_t cap, bool secret_context, Mode mode, std::size_t reserve)
@@ -280,6 +281,22 @@ class JsonRedactor {
     return frames_.empty() && values_ > 0 && pending_.empty() && !sawSecret();
   }
 
+  enum class Scan : std::uint8_t { kClean, kNotClean, kNotParsed };
+  // scanClean() on a simdjson DOM: the same handlers driven in the same order (keys in document
+  // order, duplicates included) from a document simdjson validated (RFC 8259, UTF-8) at SIMD
+  // speed. kNotParsed when simdjson refused the text (several values as in a watch stream, a
+  // number out of range, invalid JSON): the caller asks yajl. `text` should have
+  // SIMDJSON_PADDING bytes of spare capacity (else simdjson copies it). Mode kScan, fresh.
+  Scan scanCleanDom(const std::string& text) {
+    simdjson::dom::element doc;
+    if (domParser().parse(text).get(doc) != simdjson::SUCCESS) return Scan::kNotParsed;
+    const bool clean = walk(doc) && frames_.empty() && pending_.empty() && !sawSecret();
+    // A parser keeps the capacity of the largest document it saw: keep it small between
+    // bodies (large ones pay their allocation each time).
+    if (text.size() > kDomKeepCapacity) domParser() = simdjson::dom::parser();
+    return clean ? Scan::kClean : Scan::kNotClean;
+  }
+
   std::string& output() { return out_; }
   bool cut() const { return cut_; }
   std::uint64_t redactions() const { return redactions_; }
@@ -289,6 +306,48 @@ class JsonRedactor {
 
  private:
   static JsonRedactor& self(void* ctx) { return *static_cast<JsonRedactor*>(ctx); }
+
+  // Documents up to this size leave their parser's buffers in place for the next body.
+  static constexpr std::size_t kDomKeepCapacity = 256 * 1024;
+  static simdjson::dom::parser& domParser() {
+    thread_local simdjson::dom::parser parser;
+    return parser;
+  }
+
+  // Feeds one DOM value to the yajl handlers; false where a handler stops the parse. Only for
+  // the silent mode: scalars' text is not needed.
+  bool walk(simdjson::dom::element e) {
+    using Type = simdjson::dom::element_type;
+    switch (e.type()) {
+      case Type::OBJECT: {
+        if (!onStartMap(this)) return false;
+        const simdjson::dom::object object = e.get_object().value_unsafe();
+        for (const simdjson::dom::key_value_pair field : object) {
+          const auto* key = reinterpret_cast<const unsigned char*>(field.key.data());
+          if (!onMapKey(this, key, field.key.size()) || !walk(field.value)) return false;
+        }
+        return onEndMap(this) != 0;
+      }
+      case Type::ARRAY: {
+        if (!onStartArray(this)) return false;
+        const simdjson::dom::array array = e.get_array().value_unsafe();
+        for (const simdjson::dom::element item : array) {
+          if (!walk(item)) return false;
+        }
+        return onEndArray(this) != 0;
+      }
+      case Type::STRING: {
+        const std::string_view v = e.get_string().value_unsafe();
+        return onString(this, reinterpret_cast<const unsigned char*>(v.data()), v.size()) != 0;
+      }
+      case Type::BOOL:
+        return onBoolean(this, e.get_bool().value_unsafe()) != 0;
+      case Type::NULL_VALUE:
+        return onNull(this) != 0;
+      default:  // numbers
+        return onNumber(this, "", 0) != 0;
+    }
+  }
 
   void fail() {
     if (failed_) return;
@@ -817,7 +876,9 @@ class BodyCapture::Impl {
           // Kept whole until finish() decides (see finishVerbatim).
           verbatim_ = true;
           if (!inflating_ && options_.content_length) {
-            raw_.reserve(static_cast<std::size_t>(*options_.content_length));
+            // Spare bytes for simdjson's padding: it then parses the body in place.
+            raw_.reserve(static_cast<std::size_t>(*options_.content_length) +
+                         simdjson::SIMDJSON_PADDING);
           }
         }
       }
@@ -850,8 +911,14 @@ class BodyCapture::Impl {
   // change nothing is stored as is (blank edges trimmed); anything else, or a body that merely
   // looked like JSON, goes through the emitting pass, which decides as it always has.
   void finishVerbatim() {
-    JsonRedactor scan(options_.max_body_size, path_secret_, JsonRedactor::Mode::kScan, 0);
-    if (scan.scanClean(raw_)) {
+    using Scan = JsonRedactor::Scan;
+    Scan scan = JsonRedactor(options_.max_body_size, path_secret_, JsonRedactor::Mode::kScan, 0)
+                    .scanCleanDom(raw_);
+    if (scan == Scan::kNotParsed) {
+      JsonRedactor yajl(options_.max_body_size, path_secret_, JsonRedactor::Mode::kScan, 0);
+      scan = yajl.scanClean(raw_) ? Scan::kClean : Scan::kNotClean;
+    }
+    if (scan == Scan::kClean) {
       raw_.resize(raw_.find_last_not_of(" \t\r\n") + 1);  // there is a value: found
       const auto first = raw_.find_first_not_of(" \t\r\n");
       if (first > 0) raw_.erase(0, first);

@@ -3,10 +3,10 @@
 // Decompresses gzip (capped), redacts Secrets and credentials with a streaming SAX pass over JSON
 // (watch streams included), refuses to keep bodies it cannot vouch for (protobuf, CBOR, YAML that
 // may hold a Secret), and cuts what it keeps at max_body_size. A JSON body that fits is kept as
-// received and, when a silent redactor pass (yajl driving the same decisions, writing nothing)
-// finds nothing to redact in it, stored as is (no re-serialization); otherwise the emitting pass
-// writes it. Memory stays bounded by twice max_body_size plus small
-// parser state, whatever the body size.
+// received and, when a silent redactor pass (the same decisions, writing nothing, over a
+// simdjson DOM or, where simdjson refuses the text, driven by yajl) finds nothing to redact in
+// it, stored as is (no re-serialization); otherwise the emitting pass writes it. Memory stays
+// bounded by twice max_body_size plus small parser state, whatever the body size.
 
 #include <cstdint>
 #include <memory>

@@ -7,7 +7,7 @@ packages=(
   # build
   g++ cmake make pkg-config git ca-certificates
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
-  libssl-dev openssl libboost-dev nlohmann-json3-dev libyaml-cpp-dev libyajl-dev libcli11-dev
+  libssl-dev openssl libboost-dev nlohmann-json3-dev libyaml-cpp-dev libyajl-dev libsimdjson-dev libcli11-dev
   libgtest-dev libgmock-dev clang-format libclang-rt-14-dev
   # tests
   python3 python3-pytest python3-jsonschema python3-yaml iproute2 procps

@@ -736,6 +736,41 @@ TEST(Verbatim, StringsWithSpecialBytesAtEveryOffset) {
   EXPECT_TRUE(r.redacted);
 }
 
+TEST(Verbatim, NumbersOnlyYajlTakes) {
+  // simdjson refuses numbers beyond a double or a 64-bit integer; yajl takes them as text. Such
+  // a body is vouched for by the yajl pass instead, with the same verdicts.
+  Exchange x("GET", "/apis/example.com/v1/things", "application/json");
+  const std::string clean =
+      R"({"kind":"Thing","data":{"n":1e400,"big":123456789012345678901234567890,"s":"x"}})";
+  const auto r = x.run(clean, {4});
+  ASSERT_TRUE(r.body);
+  EXPECT_EQ(*r.body, clean);
+  EXPECT_FALSE(r.redacted);
+  expectSameAsEmitting(x, clean);
+  const std::string secret =
+      std::string(R"({"data":{"n":1e400,"p":")") + base64(kS1) + R"("},"kind":"Secret"})";
+  const auto s = x.run(secret, {4});
+  expectNoLeak(s, kAll);
+  EXPECT_TRUE(s.redacted);
+  expectSameAsEmitting(x, secret);
+}
+
+TEST(Verbatim, NestingAtTheDepthLimit) {
+  // 1,000 levels is the redactor's limit whichever parser validated the body.
+  Exchange x("GET", "/apis/example.com/v1/things", "application/json");
+  for (std::size_t depth : {999u, 1000u, 1001u, 1030u}) {
+    const std::string body = std::string(depth, '[') + "1" + std::string(depth, ']');
+    const auto r = x.run(body);
+    if (depth <= 1000) {
+      ASSERT_TRUE(r.body) << depth;
+      EXPECT_EQ(*r.body, body);
+    } else {
+      EXPECT_TRUE(r.incomplete) << depth;
+    }
+    expectSameAsEmitting(x, body);
+  }
+}
+
 TEST(Verbatim, Gzip) {
   Exchange x("GET", "/api/v1/namespaces/a/pods/p", "application/json");
   x.options.content_encoding = "gzip";
