@@ -271,6 +271,14 @@ class JsonRedactor {
     return !failed_ && values_ > 0;
   }
 
+  // The text fed was only the kept prefix of a body another (silent) pass parsed whole: what
+  // still waits on a kind is redacted (the safe way), and the output counts as cut.
+  void endPrefix() {
+    for (std::size_t i = pending_.size(); i-- > 0;) splice(pending_[i]);
+    pending_.clear();
+    cut_ = true;
+  }
+
   // Whether `text`, a whole body, is valid JSON the emitting pass would store unchanged: yajl
   // parses it and drives the redactor's own handlers, which decide exactly as when emitting but
   // write nothing; clean means no value redacted, no Secret seen and nothing left undecided.
@@ -817,6 +825,7 @@ class BodyCapture::Impl {
     if (decoded_size_ == 0) return r;
     if (verbatim_) {
       r.encoding = "text";
+      r.truncated = cut_verbatim_;
       r.body = std::move(raw_);
       return r;
     }
@@ -828,7 +837,7 @@ class BodyCapture::Impl {
   bool mightHoldSecret() const {
     if (!options_.redact_secrets) return false;
     if (path_credential_ || scanner_.found() || token_scanner_.found()) return true;
-    return json_ && json_->sawSecret();
+    return (json_ && json_->sawSecret()) || (scan_ && scan_->sawSecret());
   }
 
   void fail(std::string reason) {
@@ -836,6 +845,7 @@ class BodyCapture::Impl {
     failed_ = true;
     reason_ = std::move(reason);
     json_.reset();
+    scan_.reset();
     raw_.clear();
     raw_.shrink_to_fit();
   }
@@ -867,29 +877,45 @@ class BodyCapture::Impl {
                                                     (looks_json && media_ != MediaClass::kText));
       if (json) {
         const std::size_t cap = options_.max_body_size;
-        // No verbatim copy when the declared size says the body will be cut, nor on a path
-        // whose bodies are Secrets (there is nearly always something to redact).
+        // No verbatim copy on a path whose bodies are Secrets (there is nearly always something
+        // to redact).
         const bool sized = !inflating_ && options_.content_length.has_value();
-        if (path_secret_ || (sized && *options_.content_length > cap)) {
+        if (path_secret_ || !options_.verbatim) {
           startEmitting(sized ? *options_.content_length : kUnsizedReserve);
         } else {
-          // Kept whole until finish() decides (see finishVerbatim).
+          // Kept (up to the cap) until finish() decides (see finishVerbatim).
           verbatim_ = true;
-          if (!inflating_ && options_.content_length) {
+          if (sized) {
             // Spare bytes for simdjson's padding: it then parses the body in place.
-            raw_.reserve(static_cast<std::size_t>(*options_.content_length) +
-                         simdjson::SIMDJSON_PADDING);
+            raw_.reserve(
+                static_cast<std::size_t>(std::min<std::uint64_t>(*options_.content_length, cap)) +
+                simdjson::SIMDJSON_PADDING);
           }
         }
       }
     }
     if (verbatim_) {
-      if (raw_.size() + data.size() <= options_.max_body_size) {
-        raw_.append(data);
-        return;
+      const std::size_t cap = options_.max_body_size;
+      if (!scan_) {
+        if (raw_.size() + data.size() <= cap) {
+          raw_.append(data);
+          return;
+        }
+        // It will be cut: only its first max_body_size bytes are kept, and a silent pass over
+        // all of it (kinds may come late) tells at the end whether they may be stored as is.
+        scan_ = std::make_unique<JsonRedactor>(cap, path_secret_, JsonRedactor::Mode::kScan, 0);
+        scan_->feed(raw_.data(), raw_.size());
+        // Leading blanks are kept before the body's type is known, even past the cap.
+        if (raw_.size() > cap) raw_.resize(cap);
       }
-      // It will be cut: redact as it streams from here (the kept prefix is parsed once).
-      startEmitting(options_.max_body_size);
+      scan_->feed(data.data(), data.size());
+      const std::size_t kept = std::min(data.size(), cap - raw_.size());
+      raw_.append(data.substr(0, kept));
+      // Blanks past the cap cut nothing (the emitting pass drops them too).
+      if (blank_past_cap_ && data.find_first_not_of(" \t\r\n", kept) != std::string_view::npos) {
+        blank_past_cap_ = false;
+      }
+      return;
     }
     if (json_) {
       json_->feed(data.data(), data.size());
@@ -911,6 +937,7 @@ class BodyCapture::Impl {
   // change nothing is stored as is (blank edges trimmed); anything else, or a body that merely
   // looked like JSON, goes through the emitting pass, which decides as it always has.
   void finishVerbatim() {
+    if (scan_) return finishCutVerbatim();
     using Scan = JsonRedactor::Scan;
     Scan scan = JsonRedactor(options_.max_body_size, path_secret_, JsonRedactor::Mode::kScan, 0)
                     .scanCleanDom(raw_);
@@ -927,6 +954,27 @@ class BodyCapture::Impl {
     startEmitting(raw_.size() + raw_.size() / 8 + 64);
   }
 
+  // A JSON body past the cap: the silent pass saw all of it, raw_ holds its first max_body_size
+  // bytes. When nothing in the whole body would be redacted, they are stored as received (cut on
+  // a character boundary, with the marker). Otherwise the emitting pass writes the kept prefix;
+  // anything there whose fate waited on a kind beyond it is redacted.
+  void finishCutVerbatim() {
+    scan_ok_ = scan_->complete();  // also decides, the safe way, what never got its kind
+    if (blank_past_cap_) {
+      // Only blanks were left out: the whole body is kept, as if it had fitted.
+      scan_.reset();
+      return finishVerbatim();
+    }
+    if (scan_ok_ && !scan_->sawSecret()) {
+      raw_.resize(utf8BoundaryPrefix(raw_));
+      raw_.erase(0, std::min(raw_.size(), raw_.find_first_not_of(" \t\r\n")));
+      raw_ += truncationMarker();
+      cut_verbatim_ = true;
+      return;
+    }
+    startEmitting(raw_.size());
+  }
+
   // Starts the emitting pass on everything kept so far.
   void startEmitting(std::size_t reserve) {
     json_ = std::make_unique<JsonRedactor>(options_.max_body_size, path_secret_,
@@ -940,7 +988,14 @@ class BodyCapture::Impl {
   std::string truncationMarker() const { return "[TRUNCATED at " + options_.max_body_text + "]"; }
 
   Result finishJson(Result& r) {
-    const bool ok = json_->complete();
+    bool ok = false;
+    if (scan_) {
+      json_->endPrefix();  // it saw only the kept prefix; the silent pass saw the whole body
+      ok = scan_ok_;
+    } else {
+      ok = json_->complete();
+    }
+    const std::string& error = scan_ ? scan_->error() : json_->error();
     r.redactions = json_->redactions();
     r.redacted = r.redactions > 0;
     std::string& out = json_->output();
@@ -950,7 +1005,7 @@ class BodyCapture::Impl {
         r.redacted = false;
         r.redactions = 0;
         r.omitted_reason =
-            "[BODY NOT RECORDED: not valid JSON (" + json_->error() + ") and it may hold a Secret]";
+            "[BODY NOT RECORDED: not valid JSON (" + error + ") and it may hold a Secret]";
         return r;
       }
     }
@@ -1021,9 +1076,14 @@ class BodyCapture::Impl {
   std::uint64_t wire_size_ = 0;
   std::uint64_t decoded_size_ = 0;
   std::unique_ptr<JsonRedactor> json_;
-  // A JSON body kept whole in raw_ (at most max_body_size bytes) until finish(); after it, the
-  // body to store as is.
+  // A JSON body kept in raw_ (at most max_body_size bytes) until finish(); after it, the body to
+  // store as is.
   bool verbatim_ = false;
+  // Past the cap: the silent pass over the whole body, and (at finish) whether it parsed.
+  std::unique_ptr<JsonRedactor> scan_;
+  bool scan_ok_ = false;
+  bool blank_past_cap_ = true;  // nothing but blanks past the cap so far
+  bool cut_verbatim_ = false;   // raw_ is a cut prefix with the marker
   std::string raw_;
   std::string restart_probe_;
   WordScanner scanner_{"Secret"};

@@ -29,6 +29,7 @@ struct BodyOptions {
   bool is_request = false;
   unsigned status = 0;                          // response status (0 for requests)
   std::optional<std::uint64_t> content_length;  // Content-Length, when sent (sizes buffers only)
+  bool verbatim = true;  // clean JSON is stored as received; false: always the emitting pass
 };
 
 /// The redaction placeholder for every secret value.

@@ -527,9 +527,10 @@ TEST(Redaction, EmptyBody) {
 namespace kscribe {
 namespace {
 
-// The verbatim fast path: a whole body within the cap that the redactor would leave unchanged is
-// stored as received. Anything the redactor would change goes through the emitting pass; these
-// compare both (a declared Content-Length beyond the cap forces the emitting pass).
+// The verbatim fast path: a body that the redactor would leave unchanged is stored as received
+// (past the cap: its first max_body_size bytes, with the marker). Anything the redactor would
+// change goes through the emitting pass; these compare both (BodyOptions::verbatim false forces
+// the emitting pass).
 std::string trimmed(std::string_view s) {
   while (!s.empty() && std::string_view(" \t\r\n").find(s.front()) != std::string_view::npos) {
     s.remove_prefix(1);
@@ -542,25 +543,50 @@ std::string trimmed(std::string_view s) {
 
 BodyCapture::Result emitting(Exchange x, std::string_view body,
                              const std::vector<std::size_t>& chunks = {}) {
-  x.options.content_length = x.options.max_body_size + 1;
+  x.options.verbatim = false;
   x.options.request = &x.request;
   return x.run(body, chunks);
 }
 
+// The body minus the marker that ends a cut or incomplete body.
+std::string withoutMarker(const std::string& body) {
+  return body.substr(0, std::min(body.rfind("[TRUNCATED at "), body.rfind("[INCOMPLETE: ")));
+}
+
 void expectSameAsEmitting(Exchange& x, const std::string& body) {
+  const std::size_t cap = x.options.max_body_size;
+  const std::string marker = "[TRUNCATED at " + x.options.max_body_text + "]";
   for (const std::vector<std::size_t>& chunks : {std::vector<std::size_t>{}, {1}, {7, 64}}) {
     const auto fast = x.run(body, chunks);
     const auto slow = emitting(x, body, chunks);
+    // The received text: whole, or cut at the cap.
+    std::string received = trimmed(body);
+    if (fast.truncated && !fast.redacted && !fast.incomplete) {
+      received = body.substr(0, cap);
+      received.erase(0, std::min(received.size(), received.find_first_not_of(" \t\r\n")));
+      received += marker;
+    }
+    EXPECT_EQ(fast.omitted_reason, slow.omitted_reason) << body;
+    EXPECT_EQ(fast.incomplete, slow.incomplete) << body;
+    ASSERT_EQ(fast.body.has_value(), slow.body.has_value()) << body;
+    if (body.size() > cap && fast.body && fast.body != slow.body && fast.body != received) {
+      // Past the cap with something to redact (or invalid): the emitting pass wrote the kept
+      // prefix, and what waited on a kind beyond it is redacted; it ends no later than the
+      // emitting pass over the whole body.
+      EXPECT_TRUE(fast.truncated) << body;
+      EXPECT_TRUE(withoutMarker(*slow.body).starts_with(withoutMarker(*fast.body)))
+          << *fast.body << "\n"
+          << *slow.body;
+      continue;
+    }
     EXPECT_EQ(fast.redactions, slow.redactions) << body;
     EXPECT_EQ(fast.redacted, slow.redacted);
-    EXPECT_EQ(fast.omitted_reason, slow.omitted_reason);
-    EXPECT_EQ(fast.truncated, slow.truncated);
-    EXPECT_EQ(fast.incomplete, slow.incomplete);
-    ASSERT_EQ(fast.body.has_value(), slow.body.has_value()) << body;
-    if (fast.redactions > 0 || fast.truncated || fast.incomplete) {
-      EXPECT_EQ(fast.body, slow.body);  // redacted or cut: the emitting pass wrote it
+    if (fast.redactions > 0 || fast.incomplete) {
+      EXPECT_EQ(fast.body, slow.body);  // redacted: the emitting pass wrote it
     } else if (fast.body != slow.body) {
-      EXPECT_EQ(fast.body, trimmed(body));  // otherwise: the received text, or the same
+      EXPECT_EQ(fast.body, received) << body;  // otherwise: the received text, or the same
+    } else {
+      EXPECT_EQ(fast.truncated, slow.truncated);
     }
   }
 }
@@ -736,6 +762,74 @@ TEST(Verbatim, StringsWithSpecialBytesAtEveryOffset) {
   EXPECT_TRUE(r.redacted);
 }
 
+TEST(Verbatim, PastTheCap) {
+  // A clean body past the cap keeps its first max_body_size bytes as received, whether or not
+  // its size was declared; a silent pass over all of it vouches for them.
+  Exchange x("GET", "/api/v1/namespaces/a/pods", "application/json");
+  x.options.max_body_size = 1000;
+  std::string pods = R"({"kind": "PodList", "items": [)";
+  for (int i = 0; i < 60; ++i) {
+    pods += std::string(i ? ", " : "") + R"({"metadata": {"name": "pod-)" + std::to_string(i) +
+            R"("}, "data": {"k": "v"}})";
+  }
+  const std::string clean = pods + "]}";
+  const std::string expected = clean.substr(0, 1000) + "[TRUNCATED at 1MB]";
+  for (bool sized : {false, true}) {
+    x.options.content_length = sized ? std::optional<std::uint64_t>(clean.size()) : std::nullopt;
+    for (const std::vector<std::size_t>& chunks : {std::vector<std::size_t>{}, {1}, {999}}) {
+      const auto r = x.run(clean, chunks);
+      ASSERT_TRUE(r.body);
+      EXPECT_EQ(*r.body, expected);
+      EXPECT_TRUE(r.truncated);
+      EXPECT_FALSE(r.redacted);
+      EXPECT_FALSE(r.incomplete);
+      EXPECT_EQ(r.wire_size, clean.size());
+    }
+  }
+  x.options.content_length.reset();
+  expectSameAsEmitting(x, clean);
+  // A credential far past the cap: the prefix has nothing to redact, the emitting pass writes it.
+  const std::string token = pods + R"(, {"metadata": {"name": "t"}, "token": ")" + kS1 + "\"}]}";
+  auto r = x.run(token, {64});
+  expectNoLeak(r, kAll);
+  ASSERT_TRUE(r.body);
+  EXPECT_TRUE(r.truncated);
+  expectSameAsEmitting(x, token);
+  // Kindless items whose list says SecretList only at the end, far past the cap: every item's
+  // data in the kept prefix is redacted.
+  std::string items = R"({"apiVersion": "v1", "items": [)";
+  for (int i = 0; i < 40; ++i) {
+    items += std::string(i ? ", " : "") + R"({"metadata": {"name": "s)" + std::to_string(i) +
+             R"("}, "data": {"p": ")" + base64(kS1) + R"("}})";
+  }
+  const std::string secrets = items + R"(], "kind": "SecretList"})";
+  r = x.run(secrets, {7});
+  expectNoLeak(r, kAll);
+  ASSERT_TRUE(r.body);
+  EXPECT_TRUE(r.redacted);
+  EXPECT_TRUE(r.truncated);
+  EXPECT_NE(r.body->find(R"("p":"[REDACTED]")"), std::string::npos) << *r.body;
+  expectSameAsEmitting(x, secrets);
+  // Blanks before the value, past the cap, in any chunking.
+  for (std::size_t cap : {1u, 3u, 7u, 8u, 9u}) {
+    Exchange n("GET", "/api/v1/namespaces/a/pods", "application/json");
+    n.options.max_body_size = cap;
+    for (const std::string& body : {std::string("\r\r\r\r\r\r\r1\r"), std::string("      {}  ")}) {
+      const auto whole = n.run(body);
+      for (const std::vector<std::size_t>& chunks : {std::vector<std::size_t>{1}, {2, 5}, {7}}) {
+        const auto split = n.run(body, chunks);
+        EXPECT_EQ(whole.body, split.body) << cap;
+        EXPECT_EQ(whole.truncated, split.truncated) << cap;
+      }
+      expectSameAsEmitting(n, body);
+    }
+  }
+  // Invalid past the cap: as the emitting pass, marked incomplete.
+  const auto bad = x.run(clean.substr(0, clean.size() - 1) + "x");
+  EXPECT_TRUE(bad.incomplete);
+  expectSameAsEmitting(x, clean.substr(0, clean.size() - 1) + "x");
+}
+
 TEST(Verbatim, NumbersOnlyYajlTakes) {
   // simdjson refuses numbers beyond a double or a 64-bit integer; yajl takes them as text. Such
   // a body is vouched for by the yajl pass instead, with the same verdicts.
@@ -781,12 +875,13 @@ TEST(Verbatim, Gzip) {
   ASSERT_TRUE(r.body);
   EXPECT_EQ(*r.body, trimmed(pod));
   EXPECT_EQ(r.wire_size, gz.size());
-  // Decompressed past the cap: cut as the emitting pass cuts.
+  // Decompressed past the cap: its first 1,000 bytes as received.
   x.options.max_body_size = 1000;
   r = x.run(gz, {50});
   ASSERT_TRUE(r.body);
   EXPECT_TRUE(r.truncated);
-  EXPECT_EQ(r.body, emitting(x, gz, {50}).body);
+  EXPECT_EQ(r.body, pod.substr(0, 1000) + "[TRUNCATED at 1MB]");
+  EXPECT_TRUE(emitting(x, gz, {50}).truncated);
   // A gzipped Secret on a path that does not say so.
   Exchange s("GET", "/apis/example.com/v1/things/db", "application/json");
   s.options.content_encoding = "gzip";
