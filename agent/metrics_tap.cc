@@ -139,6 +139,7 @@ proxy::Tap::Begin MetricsTap::begin(const proxy::ConnectionInfo& connection,
                                     const proxy::RequestHead& request) {
   Begin b;
   if (inner_) b = inner_->begin(connection, request);
+  if (b.retry_after.count() > 0) return b;  // counted when it is answered
   if (b.refusal) {
     // Refused by the recorder (it cannot record): answered, never forwarded.
     metrics_.request(agentLabel(connection), tierOf(request), b.refusal->status).inc();

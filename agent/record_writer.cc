@@ -221,6 +221,7 @@ void RecordWriter::push(Command&& command, std::uint64_t bytes) {
     was_empty = queue_.empty();
     queue_.emplace_back(std::move(command), bytes);
     queued_bytes_ += bytes;
+    queued_bytes_now_.store(queued_bytes_, std::memory_order_relaxed);
   }
   // The writer waits only on an empty queue, and rechecks it before waiting: a push onto a
   // non-empty queue needs no wake-up (most pushes, under load).
@@ -250,6 +251,7 @@ bool RecordWriter::record(ExchangeRecord&& rec) {
     was_empty = queue_.empty();
     queue_.emplace_back(std::move(rec), bytes);
     queued_bytes_ += bytes;
+    queued_bytes_now_.store(queued_bytes_, std::memory_order_relaxed);
   }
   if (was_empty) cv_.notify_one();  // as in push()
   return true;
@@ -297,6 +299,7 @@ void RecordWriter::run() {
       }
       batch.swap(queue_);
       queued_bytes_ = 0;
+      queued_bytes_now_.store(0, std::memory_order_relaxed);
       stop = stopping_;
     }
     if (overflow_.exchange(false)) {

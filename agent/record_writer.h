@@ -78,6 +78,10 @@ class RecordWriter {
 
   /// False while recording fails (I/O error, failed sync, queue overflow).
   bool healthy() const { return !io_failed_.load() && !overflow_.load(); }
+  /// True while the queue holds more than half of max_queue_bytes: the writer is behind.
+  bool congested() const {
+    return queued_bytes_now_.load(std::memory_order_relaxed) > options_.max_queue_bytes / 2;
+  }
   std::uint64_t lostRecords() const { return lost_.load(); }
   std::string auditHead() const;
 
@@ -126,6 +130,7 @@ class RecordWriter {
   std::condition_variable cv_;
   std::deque<std::pair<Command, std::uint64_t>> queue_;
   std::uint64_t queued_bytes_ = 0;
+  std::atomic<std::uint64_t> queued_bytes_now_{0};  // queued_bytes_, readable without mu_
   bool stopping_ = false;
   std::thread thread_;
 

@@ -15,6 +15,9 @@
 namespace kscribe {
 namespace {
 
+// How long a request waits before asking again while the writer is behind.
+constexpr std::chrono::milliseconds kBusyRetry{5};
+
 constexpr const char* kRefusalMessage =
     "kscribe cannot record requests right now, and it does not forward what it cannot record; "
     "try again later";
@@ -257,6 +260,11 @@ std::shared_ptr<Recorder::Session> Recorder::sessionFor(const proxy::ConnectionI
 proxy::Tap::Begin Recorder::begin(const proxy::ConnectionInfo& connection,
                                   const proxy::RequestHead& request) {
   Begin begin;
+  if (options_.reject_on_failure && writer_.congested()) {
+    // The writer is behind: slow the agents down rather than lose records or refuse requests.
+    begin.retry_after = kBusyRetry;
+    return begin;
+  }
   ExchangeRecord rec = skeleton(connection, request, sessionKeyFor(connection));
   std::shared_ptr<Session> session;
   std::optional<proxy::Refusal> refusal;

@@ -106,6 +106,10 @@ class Tap {
   struct Begin {
     std::unique_ptr<ExchangeTap> tap;  // null: this exchange is not tapped
     std::optional<Refusal> refusal;
+    // Nonzero: the tap is busy (its writer is behind) and asks to be asked again after this
+    // long; the relay waits without holding its thread (backpressure, not an error), within a
+    // bound. Neither tap nor refusal is set then.
+    std::chrono::milliseconds retry_after{0};
   };
   virtual Begin begin(const ConnectionInfo& connection, const RequestHead& request) = 0;
   /// An exchange refused by the proxy itself (bad credential, limit, identity mismatch), so it can

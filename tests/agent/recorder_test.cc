@@ -767,5 +767,55 @@ TEST_F(RecorderTest, QueueOverflowDropsAndCountsWithoutBlocking) {
   EXPECT_EQ(audit + r.lostRecords(), 200u);
 }
 
+TEST_F(RecorderTest, BusyWriterSlowsRequestsDownInsteadOfLosingThem) {
+  // on_record_failure: reject. While the writer's queue is over half full, begin() asks the
+  // relay to come back later (nothing refused, nothing audited, nothing lost); once it drains,
+  // requests are recorded again.
+  auto o = options();
+  o.max_queue_bytes = 8 * 1024;  // about six records
+  const fs::path audit_path = o.audit_path;
+  std::atomic<int> audit_writes{0};
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  o.fault = [&, released](std::string_view op, const fs::path& path) {
+    if (op == "write" && path == audit_path && ++audit_writes == 1) released.wait();
+    return 0;
+  };
+  Recorder& r = start(o);
+  auto c = connection("alpha");
+  exchange(c, "GET", "/api/v1/pods/first");
+  for (int spins = 0; audit_writes.load() < 1; ++spins) {
+    ASSERT_LT(spins, 50'000'000) << "the writer never appended";
+    std::this_thread::yield();
+  }
+  int queued = 0;
+  for (; queued < 100; ++queued) {
+    auto b = r.begin(c, request("GET", "/api/v1/pods/next"));
+    if (b.retry_after.count() > 0) {
+      EXPECT_FALSE(b.tap);
+      EXPECT_FALSE(b.refusal);
+      break;
+    }
+    ASSERT_TRUE(b.tap);
+    b.tap->requestEnd();
+    proxy::ResponseHead rh;
+    rh.status = 200;
+    b.tap->responseHead(rh);
+    b.tap->end();
+  }
+  EXPECT_GE(queued, 2);
+  EXPECT_LT(queued, 100) << "the writer's queue never counted as busy";
+  EXPECT_TRUE(r.healthy());
+  release.set_value();
+  r.flush();
+  exchange(c, "GET", "/api/v1/pods/after");  // asserts a tap is given again
+  r.flush();
+  r.shutdown();
+  EXPECT_EQ(r.lostRecords(), 0u);
+  EXPECT_EQ(readLines(audit_path).size(), static_cast<std::size_t>(queued) + 2);
+  auto result = verifyAuditFile(audit_path);
+  EXPECT_TRUE(result.ok) << result.problem;
+}
+
 }  // namespace
 }  // namespace kscribe

@@ -55,6 +55,12 @@ struct RecordingTap : Tap {
       if (k == "Authorization" || k == "authorization") saw_authorization = true;
     if (refuse && r.target.find("/refuse") == 0)
       return {nullptr, Refusal{503, "ServiceUnavailable", "recorder cannot record"}};
+    if (busy_answers > 0) {
+      --busy_answers;
+      Begin busy;
+      busy.retry_after = std::chrono::milliseconds(20);
+      return busy;
+    }
     return {std::make_unique<Exchange>(this), std::nullopt};
   }
   void refused(const ConnectionInfo&, const RequestHead&, unsigned status,
@@ -72,6 +78,7 @@ struct RecordingTap : Tap {
   bool saw_authorization = false;
   bool refuse = true;
   bool throw_on_body = false;
+  int busy_answers = 0;  // begin() says "busy, ask again" this many times
 };
 
 class ProxyTest : public ::testing::Test {
@@ -368,6 +375,25 @@ TEST_F(ProxyTest, TapRefusalIsAnsweredWithoutForwarding) {
   EXPECT_EQ(r.status, 503);
   EXPECT_NE(r.body.find("recorder cannot record"), std::string::npos);
   EXPECT_TRUE(upstream_.seen().empty());
+}
+
+TEST_F(ProxyTest, BusyTapDelaysTheExchange) {
+  {
+    std::lock_guard l(tap_.mu);
+    tap_.busy_answers = 5;  // 5 x 20 ms
+  }
+  TlsClient slow(server_->port(), alice());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(slow.send(get("/echo")));
+  Response r = slow.read();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_GE(waited, std::chrono::milliseconds(100));
+  EXPECT_EQ(upstream_.seen().size(), 1u);
+  EXPECT_TRUE(tap_.refusals.empty());
+  // Nothing left waiting: the next request goes straight through.
+  ASSERT_TRUE(slow.send(get("/echo")));
+  EXPECT_EQ(slow.read().status, 200);
 }
 
 TEST_F(ProxyTest, ThrowingTapDoesNotBreakTheRelay) {
