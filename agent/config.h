@@ -93,7 +93,8 @@ struct ApiSessionsConfig {
 struct SessionsConfig {
   ApiSessionsConfig api;
   Duration sync_interval{1'000};  // fsync cadence for open session files and the audit log
-  std::string on_record_failure = "reject";  // reject (503) | forward (count and log the loss)
+  // reject (503; while the writer is behind, requests wait for it) | forward (count, log the loss)
+  std::string on_record_failure = "reject";
   Size max_decompressed_size{64'000'000, "64MB"};  // cap against gzip bombs
 };
 
