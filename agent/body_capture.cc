@@ -242,28 +242,25 @@ class JsonRedactor {
   // `reserve`: expected output size (the output grows past it if need be).
   JsonRedactor(std::size_t cap, bool secret_context, Mode mode, std::size_t reserve)
       : cap_(cap), secret_context_(secret_context), silent_(mode == Mode::kScan) {
-    static const yajl_callbacks kCallbacks{onNull,   onBoolean,    nullptr,    nullptr,
-                                           onNumber, onString,     onStartMap, onMapKey,
-                                           onEndMap, onStartArray, onEndArray};
-    handle_ = yajl_alloc(&kCallbacks, nullptr, this);
-    yajl_config(handle_, yajl_allow_multiple_values, 1);
     if (!silent_) out_.reserve(std::min(cap_, reserve));
     frames_.reserve(32);
   }
-  ~JsonRedactor() { yajl_free(handle_); }
+  ~JsonRedactor() {
+    if (handle_ != nullptr) yajl_free(handle_);
+  }
   JsonRedactor(const JsonRedactor&) = delete;
   JsonRedactor& operator=(const JsonRedactor&) = delete;
 
   void feed(const char* data, std::size_t size) {
     if (failed_) return;
-    if (yajl_parse(handle_, reinterpret_cast<const unsigned char*>(data), size) != yajl_status_ok) {
+    if (yajl_parse(yajl(), reinterpret_cast<const unsigned char*>(data), size) != yajl_status_ok) {
       fail();
     }
   }
 
   // Ends the parse. False when the text was not complete, valid JSON.
   bool complete() {
-    if (!failed_ && yajl_complete_parse(handle_) != yajl_status_ok) fail();
+    if (!failed_ && yajl_complete_parse(yajl()) != yajl_status_ok) fail();
     if (!failed_ && !frames_.empty()) fail();
     // Whatever is still undecided was written plain: decide it the safe way.
     for (std::size_t i = pending_.size(); i-- > 0;) splice(pending_[i]);
@@ -285,7 +282,7 @@ class JsonRedactor {
   // Mode kScan, fresh.
   bool scanClean(std::string_view text) {
     feed(text.data(), text.size());
-    if (failed_ || yajl_complete_parse(handle_) != yajl_status_ok) return false;
+    if (failed_ || yajl_complete_parse(yajl()) != yajl_status_ok) return false;
     return frames_.empty() && values_ > 0 && pending_.empty() && !sawSecret();
   }
 
@@ -314,6 +311,18 @@ class JsonRedactor {
 
  private:
   static JsonRedactor& self(void* ctx) { return *static_cast<JsonRedactor*>(ctx); }
+
+  // yajl's parser, made on first use (a DOM walk never needs one).
+  yajl_handle yajl() {
+    if (handle_ == nullptr) {
+      static const yajl_callbacks kCallbacks{onNull,   onBoolean,    nullptr,    nullptr,
+                                             onNumber, onString,     onStartMap, onMapKey,
+                                             onEndMap, onStartArray, onEndArray};
+      handle_ = yajl_alloc(&kCallbacks, nullptr, this);
+      yajl_config(handle_, yajl_allow_multiple_values, 1);
+    }
+    return handle_;
+  }
 
   // Documents up to this size leave their parser's buffers in place for the next body.
   static constexpr std::size_t kDomKeepCapacity = 256 * 1024;
@@ -361,9 +370,9 @@ class JsonRedactor {
     if (failed_) return;
     failed_ = true;
     if (error_.empty()) {
-      unsigned char* msg = yajl_get_error(handle_, 0, nullptr, 0);
+      unsigned char* msg = yajl_get_error(yajl(), 0, nullptr, 0);
       error_ = reinterpret_cast<const char*>(msg);
-      yajl_free_error(handle_, msg);
+      yajl_free_error(yajl(), msg);
     }
   }
 

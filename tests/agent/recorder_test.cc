@@ -698,6 +698,32 @@ TEST_F(RecorderTest, DiskFailureInForwardModeForwardsAndCounts) {
   fail_errno = 0;
 }
 
+// Holds the writer inside its first audit append until open(), so the records after it queue
+// up; append number fail_at (from 1) fails with EIO. Outlives the recorder's writer thread.
+struct AuditAppendGate {
+  std::atomic<int> appends{0};
+  int fail_at = 0;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+
+  durable::FaultHook hook(const fs::path& audit_path) {
+    return [this, audit_path, released = released](std::string_view op, const fs::path& path) {
+      if (op != "write" || path != audit_path) return 0;
+      const int n = ++appends;
+      if (n == 1) released.wait();
+      return n == fail_at ? EIO : 0;
+    };
+  }
+  // Returns once the writer is inside the first append: nothing is slept on.
+  void waitHeld() {
+    for (int spins = 0; appends.load() < 1; ++spins) {
+      ASSERT_LT(spins, 50'000'000) << "the writer never appended";
+      std::this_thread::yield();
+    }
+  }
+  void open() { release.set_value(); }
+};
+
 // The writer appends a whole batch of audit lines at once. A failed batch append is cut back
 // whole: every record in it is lost and counted, its session lines carry no audit hash, and the
 // next batch chains from the last line really on disk.
@@ -705,29 +731,19 @@ TEST_F(RecorderTest, FailedBatchedAuditAppendLosesTheBatchAndTheChainContinues) 
   auto o = options();
   o.reject_on_failure = false;  // keep forwarding (and recording) after the failure
   const fs::path audit_path = o.audit_path;
-  std::atomic<int> audit_writes{0};
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  o.fault = [&, released](std::string_view op, const fs::path& path) {
-    if (op != "write" || path != audit_path) return 0;
-    const int n = ++audit_writes;
-    if (n == 1) released.wait();  // hold the writer so the next records queue up as one batch
-    return n == 2 ? EIO : 0;
-  };
+  AuditAppendGate gate;  // the next records queue up as one batch, and that append fails
+  gate.fail_at = 2;
+  o.fault = gate.hook(audit_path);
   Recorder& r = start(o);
   auto c = connection("alpha");
   exchange(c, "GET", "/api/v1/pods/a");
-  // The writer is inside the first audit append; nothing is slept on, the hook is waited for.
-  for (int spins = 0; audit_writes.load() < 1; ++spins) {
-    ASSERT_LT(spins, 50'000'000) << "the writer never appended";
-    std::this_thread::yield();
-  }
+  gate.waitHeld();
   exchange(c, "GET", "/api/v1/pods/b");
   exchange(c, "GET", "/api/v1/pods/c");
   exchange(c, "GET", "/api/v1/pods/d");
-  release.set_value();
+  gate.open();
   r.flush();
-  EXPECT_EQ(audit_writes.load(), 2);  // b, c and d went out in one append
+  EXPECT_EQ(gate.appends.load(), 2);  // b, c and d went out in one append
   EXPECT_EQ(r.lostRecords(), 3u);
   exchange(c, "GET", "/api/v1/pods/e");
   r.flush();
@@ -774,20 +790,12 @@ TEST_F(RecorderTest, BusyWriterSlowsRequestsDownInsteadOfLosingThem) {
   auto o = options();
   o.max_queue_bytes = 8 * 1024;  // about six records
   const fs::path audit_path = o.audit_path;
-  std::atomic<int> audit_writes{0};
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  o.fault = [&, released](std::string_view op, const fs::path& path) {
-    if (op == "write" && path == audit_path && ++audit_writes == 1) released.wait();
-    return 0;
-  };
+  AuditAppendGate gate;
+  o.fault = gate.hook(audit_path);
   Recorder& r = start(o);
   auto c = connection("alpha");
   exchange(c, "GET", "/api/v1/pods/first");
-  for (int spins = 0; audit_writes.load() < 1; ++spins) {
-    ASSERT_LT(spins, 50'000'000) << "the writer never appended";
-    std::this_thread::yield();
-  }
+  gate.waitHeld();
   int queued = 0;
   for (; queued < 100; ++queued) {
     auto b = r.begin(c, request("GET", "/api/v1/pods/next"));
@@ -806,7 +814,7 @@ TEST_F(RecorderTest, BusyWriterSlowsRequestsDownInsteadOfLosingThem) {
   EXPECT_GE(queued, 2);
   EXPECT_LT(queued, 100) << "the writer's queue never counted as busy";
   EXPECT_TRUE(r.healthy());
-  release.set_value();
+  gate.open();
   r.flush();
   exchange(c, "GET", "/api/v1/pods/after");  // asserts a tap is given again
   r.flush();
