@@ -1218,28 +1218,19 @@ class WebSocket:
         self.wlock = threading.Lock()
         self.closed = False
 
-    def _read_exact(self, n):
-        data = b""
-        while len(data) < n:
-            chunk = self.rfile.read(n - len(data))
-            if not chunk:
-                raise EOFError
-            data += chunk
-        return data
-
     def read_message(self):
         """Returns (opcode, payload) of the next data message; answers pings; (8, b'') on close."""
         msg, msg_op = b"", None
         while True:
-            b0, b1 = self._read_exact(2)
+            b0, b1 = spdy.read_exact(self.rfile, 2)
             fin, op = b0 & 0x80, b0 & 0x0F
             ln = b1 & 0x7F
             if ln == 126:
-                ln = int.from_bytes(self._read_exact(2), "big")
+                ln = int.from_bytes(spdy.read_exact(self.rfile, 2), "big")
             elif ln == 127:
-                ln = int.from_bytes(self._read_exact(8), "big")
-            mask = self._read_exact(4) if b1 & 0x80 else None
-            payload = self._read_exact(ln)
+                ln = int.from_bytes(spdy.read_exact(self.rfile, 8), "big")
+            mask = spdy.read_exact(self.rfile, 4) if b1 & 0x80 else None
+            payload = spdy.read_exact(self.rfile, ln)
             if mask:
                 payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
             if op == 0x9:

@@ -38,6 +38,17 @@ SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDAT
 FLAG_FIN = 0x01
 
 
+def read_exact(rfile, n):
+    """Exactly n bytes from rfile; EOFError if the stream ends first."""
+    data = b""
+    while len(data) < n:
+        chunk = rfile.read(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
 class Session:
     """One SPDY/3.1 session over a file pair (server side)."""
 
@@ -46,15 +57,6 @@ class Session:
         self.inflate = zlib.decompressobj(zdict=DICTIONARY)
         self.deflate = zlib.compressobj(zdict=DICTIONARY)
         self.wlock = threading.Lock()
-
-    def _read_exact(self, n):
-        data = b""
-        while len(data) < n:
-            chunk = self.rfile.read(n - len(data))
-            if not chunk:
-                raise EOFError
-            data += chunk
-        return data
 
     def _headers_in(self, block):
         raw = self.inflate.decompress(block)
@@ -88,10 +90,10 @@ class Session:
         """Returns ('syn', stream_id, headers, flags) / ('data', stream_id, bytes, flags) /
         ('rst', stream_id, None, 0) / ('goaway', 0, None, 0); handles PING itself."""
         while True:
-            hdr = self._read_exact(8)
+            hdr = read_exact(self.rfile, 8)
             w0, w1 = struct.unpack(">II", hdr)
             flags, length = w1 >> 24, w1 & 0xFFFFFF
-            payload = self._read_exact(length)
+            payload = read_exact(self.rfile, length)
             if w0 & 0x80000000:
                 typ = w0 & 0xFFFF
                 if typ == SYN_STREAM:
