@@ -434,6 +434,10 @@ KscribeMetrics::KscribeMetrics(Registry& r)
                                 "Exchanges that could not be recorded (refused or forwarded per "
                                 "sessions.on_record_failure).")
                           .get()),
+      recorder_waits(r.counter("kscribe_recorder_waits_total",
+                               "Times a request was held for a few milliseconds because the "
+                               "recorder's writer was behind (on_record_failure: reject).")
+                         .get()),
       uploads(r.counter("kscribe_uploads_total", "Object uploads to central storage, by result.",
                         {"result"})),
       upload_success(uploads.labels({"success"})),

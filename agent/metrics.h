@@ -214,6 +214,8 @@ struct KscribeMetrics {
   Gauge& sessions_open;      // kscribe_sessions_open
   Counter& sessions_closed;  // kscribe_sessions_closed_total
   Counter& record_failures;  // kscribe_record_failures_total: exchanges not recorded
+  Counter&
+      recorder_waits;  // kscribe_recorder_waits_total: requests held while the writer caught up
   // The shipper and spool.
   Family<Counter>& uploads;  // kscribe_uploads_total{result=success|failure}
   Counter& upload_success;

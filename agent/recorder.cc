@@ -262,6 +262,7 @@ proxy::Tap::Begin Recorder::begin(const proxy::ConnectionInfo& connection,
   Begin begin;
   if (options_.reject_on_failure && writer_.congested()) {
     // The writer is behind: slow the agents down rather than lose records or refuse requests.
+    metrics::get().recorder_waits.inc();
     begin.retry_after = kBusyRetry;
     return begin;
   }

@@ -18,6 +18,7 @@
 #include "agent/audit_chain.h"
 #include "agent/body_capture.h"
 #include "agent/durable_file.h"
+#include "agent/metrics.h"
 #include "agent/recorder.h"
 
 namespace kscribe {
@@ -796,6 +797,7 @@ TEST_F(RecorderTest, BusyWriterSlowsRequestsDownInsteadOfLosingThem) {
   auto c = connection("alpha");
   exchange(c, "GET", "/api/v1/pods/first");
   gate.waitHeld();
+  const std::uint64_t waits = metrics::get().recorder_waits.value();
   int queued = 0;
   for (; queued < 100; ++queued) {
     auto b = r.begin(c, request("GET", "/api/v1/pods/next"));
@@ -813,6 +815,7 @@ TEST_F(RecorderTest, BusyWriterSlowsRequestsDownInsteadOfLosingThem) {
   }
   EXPECT_GE(queued, 2);
   EXPECT_LT(queued, 100) << "the writer's queue never counted as busy";
+  EXPECT_EQ(metrics::get().recorder_waits.value(), waits + 1);
   EXPECT_TRUE(r.healthy());
   gate.open();
   r.flush();

@@ -14,7 +14,7 @@ W=$(mktemp -d /tmp/kscribe-bench-XXXXXX)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true
+  for pid in "$W"/nginx*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
   sleep 0.3
   rm -rf "$W"
 }
@@ -50,10 +50,13 @@ EOF
 truncate -s 1G www/1g.bin
 
 UP=$(freeport); NGP=$(freeport); KP=$(freeport)
-cat > nginx.conf <<EOF
+# Two nginx instances with 2 workers each: the upstream, and the reference proxy in front of it,
+# so the reference proxy, like kscribe, is its own processes competing for the same cores.
+nginx_conf() {  # name server-blocks
+  cat > "nginx-$1.conf" <<EOF
 worker_processes 2;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log;
+pid $W/nginx-$1.pid;
+error_log $W/nginx-$1-error.log;
 events { worker_connections 4096; }
 http {
   access_log off;
@@ -62,23 +65,28 @@ http {
   default_type application/json;
   client_body_temp_path $W/tmp; proxy_temp_path $W/tmp; fastcgi_temp_path $W/tmp;
   uwsgi_temp_path $W/tmp; scgi_temp_path $W/tmp;
-  upstream api { server 127.0.0.1:$UP; keepalive 64; }
+  $2
+}
+EOF
+}
+nginx_conf upstream "
   server {
     listen 127.0.0.1:$UP ssl; ssl_certificate $W/server.crt; ssl_certificate_key $W/server.key;
     root $W/www;
-  }
+  }"
+nginx_conf proxy "
+  upstream api { server 127.0.0.1:$UP; keepalive 64; }
   server {
     listen 127.0.0.1:$NGP ssl; ssl_certificate $W/server.crt; ssl_certificate_key $W/server.key;
     location / {
-      proxy_pass https://api; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass https://api; proxy_http_version 1.1; proxy_set_header Connection '';
       proxy_ssl_verify on; proxy_ssl_trusted_certificate $W/ca.crt; proxy_ssl_name localhost;
       proxy_ssl_session_reuse on; proxy_buffering off;
     }
-  }
-}
-EOF
+  }"
 mkdir -p tmp
-nginx -c "$W/nginx.conf" -p "$W" 2>/dev/null
+nginx -c "$W/nginx-upstream.conf" -p "$W" 2>/dev/null
+nginx -c "$W/nginx-proxy.conf" -p "$W" 2>/dev/null
 
 cat > kubeconfig <<EOF
 apiVersion: v1

@@ -36,6 +36,7 @@ KSCRIBE_METRICS = {
     "kscribe_sessions_open": "gauge",
     "kscribe_sessions_closed_total": "counter",
     "kscribe_record_failures_total": "counter",
+    "kscribe_recorder_waits_total": "counter",
     "kscribe_uploads_total": "counter",
     "kscribe_upload_retries_total": "counter",
     "kscribe_spool_bytes": "gauge",
