@@ -262,17 +262,14 @@ class JsonRedactor {
   bool complete() {
     if (!failed_ && yajl_complete_parse(yajl()) != yajl_status_ok) fail();
     if (!failed_ && !frames_.empty()) fail();
-    // Whatever is still undecided was written plain: decide it the safe way.
-    for (std::size_t i = pending_.size(); i-- > 0;) splice(pending_[i]);
-    pending_.clear();
+    redactUndecided();
     return !failed_ && values_ > 0;
   }
 
   // The text fed was only the kept prefix of a body another (silent) pass parsed whole: what
   // still waits on a kind is redacted (the safe way), and the output counts as cut.
   void endPrefix() {
-    for (std::size_t i = pending_.size(); i-- > 0;) splice(pending_[i]);
-    pending_.clear();
+    redactUndecided();
     cut_ = true;
   }
 
@@ -311,6 +308,12 @@ class JsonRedactor {
 
  private:
   static JsonRedactor& self(void* ctx) { return *static_cast<JsonRedactor*>(ctx); }
+
+  // Whatever still waits on a kind was written plain: decide it the safe way.
+  void redactUndecided() {
+    for (std::size_t i = pending_.size(); i-- > 0;) splice(pending_[i]);
+    pending_.clear();
+  }
 
   // yajl's parser, made on first use (a DOM walk never needs one).
   yajl_handle yajl() {
@@ -834,7 +837,7 @@ class BodyCapture::Impl {
     if (decoded_size_ == 0) return r;
     if (verbatim_) {
       r.encoding = "text";
-      r.truncated = cut_verbatim_;
+      r.truncated = scan_ != nullptr;  // kept past the cap: raw_ is the cut prefix
       r.body = std::move(raw_);
       return r;
     }
@@ -968,17 +971,16 @@ class BodyCapture::Impl {
   // a character boundary, with the marker). Otherwise the emitting pass writes the kept prefix;
   // anything there whose fate waited on a kind beyond it is redacted.
   void finishCutVerbatim() {
-    scan_ok_ = scan_->complete();  // also decides, the safe way, what never got its kind
     if (blank_past_cap_) {
       // Only blanks were left out: the whole body is kept, as if it had fitted.
       scan_.reset();
       return finishVerbatim();
     }
+    scan_ok_ = scan_->complete();  // also decides, the safe way, what never got its kind
     if (scan_ok_ && !scan_->sawSecret()) {
       raw_.resize(utf8BoundaryPrefix(raw_));
       raw_.erase(0, std::min(raw_.size(), raw_.find_first_not_of(" \t\r\n")));
       raw_ += truncationMarker();
-      cut_verbatim_ = true;
       return;
     }
     startEmitting(raw_.size());
@@ -1092,7 +1094,6 @@ class BodyCapture::Impl {
   std::unique_ptr<JsonRedactor> scan_;
   bool scan_ok_ = false;
   bool blank_past_cap_ = true;  // nothing but blanks past the cap so far
-  bool cut_verbatim_ = false;   // raw_ is a cut prefix with the marker
   std::string raw_;
   std::string restart_probe_;
   WordScanner scanner_{"Secret"};
