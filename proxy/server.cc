@@ -35,6 +35,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <csignal>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -47,6 +48,7 @@
 #include "proxy/http_rules.h"
 #include "proxy/log.h"
 #include "proxy/status.h"
+#include "proxy/tls_stream.h"
 
 namespace kscribe::proxy {
 namespace net = boost::asio;
@@ -54,7 +56,6 @@ namespace ssl = boost::asio::ssl;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
-using TlsStream = ssl::stream<tcp::socket>;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -1047,6 +1048,9 @@ net::awaitable<void> Connection::tunnel(UpstreamConn& up) {
 
 // ---------------------------------------------------------------------------------------------
 void Server::Impl::setup() {
+  // OpenSSL writes to the sockets with write(2): a peer that reset its connection must give the
+  // writer EPIPE, not end the process.
+  ::signal(SIGPIPE, SIG_IGN);
   if (opts.identity != nullptr) blocking_pool.emplace(2);
   // Listener TLS: 1.2 minimum (1.3 preferred by OpenSSL's default ordering), HTTP/1.1 ALPN,
   // client certificates optional at the TLS layer (a token may authenticate instead) but
