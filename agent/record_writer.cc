@@ -42,20 +42,33 @@ J nullIfEmpty(const std::string& s) {
   return s.empty() ? J(nullptr) : J(s);
 }
 
-void putBody(JsonObjectWriter& line, const std::string& prefix,
+// The body fields of one side, named once: every session line writes both sides.
+struct BodyKeys {
+  std::string_view size, encoding, content_type, truncated, redacted, redactions, omitted;
+};
+constexpr BodyKeys kRequestKeys{"request_body_size",     "request_body_encoding",
+                                "request_content_type",  "request_body_truncated",
+                                "request_body_redacted", "request_body_redactions",
+                                "request_body_omitted"};
+constexpr BodyKeys kResponseKeys{"response_body_size",     "response_body_encoding",
+                                 "response_content_type",  "response_body_truncated",
+                                 "response_body_redacted", "response_body_redactions",
+                                 "response_body_omitted"};
+
+void putBody(JsonObjectWriter& line, const BodyKeys& k,
              const std::optional<BodyCapture::Result>& b) {
   const bool has = b && b->body.has_value();
-  line.unum(prefix + "_body_size", b ? b->wire_size : 0);
+  line.unum(k.size, b ? b->wire_size : 0);
   if (has) {
-    line.str(prefix + "_body_encoding", b->encoding);
+    line.str(k.encoding, b->encoding);
   } else {
-    line.null(prefix + "_body_encoding");
+    line.null(k.encoding);
   }
-  line.strOrNull(prefix + "_content_type", b ? std::string_view(b->content_type) : "");
-  line.boolean(prefix + "_body_truncated", b && b->truncated);
-  line.boolean(prefix + "_body_redacted", b && b->redacted);
-  line.unum(prefix + "_body_redactions", b ? b->redactions : 0);
-  line.strOrNull(prefix + "_body_omitted", b ? std::string_view(b->omitted_reason) : "");
+  line.strOrNull(k.content_type, b ? std::string_view(b->content_type) : "");
+  line.boolean(k.truncated, b && b->truncated);
+  line.boolean(k.redacted, b && b->redacted);
+  line.unum(k.redactions, b ? b->redactions : 0);
+  line.strOrNull(k.omitted, b ? std::string_view(b->omitted_reason) : "");
 }
 
 ojson identityJson(const SessionInfo& s) {
@@ -406,8 +419,8 @@ void RecordWriter::appendSessionLine(std::string& out, const ExchangeRecord& rec
   line.strOrNull("resource", rec.api.resource).strOrNull("subresource", rec.api.subresource);
   line.strOrNull("name", rec.api.name);
   line.boolean("watch", rec.api.watch).boolean("dry_run", rec.api.dry_run);
-  putBody(line, "request", rec.request_body);
-  putBody(line, "response", rec.response_body);
+  putBody(line, kRequestKeys, rec.request_body);
+  putBody(line, kResponseKeys, rec.response_body);
   line.boolean("upgraded", rec.upgraded).strOrNull("error", rec.error).str("agent", rec.agent);
   line.strOrNull("spiffe_id", rec.spiffe_id).strOrNull("auth_method", rec.auth_method);
   line.raw("workload", "");  // the key; the object is written after it

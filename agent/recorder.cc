@@ -81,9 +81,11 @@ class Recorder::Exchange : public proxy::ExchangeTap {
         upgrade_(head.upgrade) {
     // Bodies are kept for session files only: without a session (sessions.api.enabled: false)
     // the audit line needs none, so nothing is captured.
+    // The request's capture is made when its first chunk comes: most requests have no body.
     if (!upgrade_ && session_) {
-      request_.emplace(options(head.header("Content-Type"), head.header("Content-Encoding"),
-                               head.header("Content-Length"), true, 0));
+      request_type_ = head.header("Content-Type");
+      request_encoding_ = head.header("Content-Encoding");
+      request_length_ = head.header("Content-Length");
     }
   }
 
@@ -92,7 +94,11 @@ class Recorder::Exchange : public proxy::ExchangeTap {
   }
 
   void requestBody(std::span<const char> chunk) override {
-    if (request_) request_->feed(chunk);
+    if (upgrade_ || !session_) return;
+    if (!request_) {
+      request_.emplace(options(request_type_, request_encoding_, request_length_, true, 0));
+    }
+    request_->feed(chunk);
   }
 
   void responseHead(const proxy::ResponseHead& head) override {
@@ -131,7 +137,11 @@ class Recorder::Exchange : public proxy::ExchangeTap {
     done_ = true;
     record_.error = std::string(error);
     try {
-      if (request_) record_.request_body = request_->finish();
+      if (request_) {
+        record_.request_body = request_->finish();
+      } else if (!upgrade_ && session_) {
+        record_.request_body.emplace().content_type = std::move(request_type_);  // no body
+      }
       if (response_) record_.response_body = response_->finish();
     } catch (const std::exception& e) {
       // Keep the exchange on record without bodies rather than lose it.
@@ -152,6 +162,7 @@ class Recorder::Exchange : public proxy::ExchangeTap {
   std::chrono::steady_clock::time_point started_;
   bool upgrade_;
   bool done_ = false;
+  std::string request_type_, request_encoding_, request_length_;
   std::optional<BodyCapture> request_, response_;
 };
 
