@@ -286,6 +286,7 @@ void readConfig(const YAML::Node& root, Config& c) {
   api.finish();
   sessions.duration("sync_interval", c.sessions.sync_interval);
   sessions.choice("on_record_failure", c.sessions.on_record_failure, {"reject", "forward"});
+  sessions.duration("record_wait", c.sessions.record_wait);
   sessions.size("max_decompressed_size", c.sessions.max_decompressed_size);
   sessions.finish();
 
@@ -503,6 +504,7 @@ json toJson(const Config& c) {
           {"storage", c.sessions.api.storage.string()}}},
         {"sync_interval", d(c.sessions.sync_interval)},
         {"on_record_failure", c.sessions.on_record_failure},
+        {"record_wait", d(c.sessions.record_wait)},
         {"max_decompressed_size", sz(c.sessions.max_decompressed_size)}}},
       {"audit", {{"path", c.audit.path.string()}}},
       {"shipping",

@@ -95,6 +95,7 @@ struct SessionsConfig {
   Duration sync_interval{1'000};  // fsync cadence for open session files and the audit log
   // reject (503; while the writer is behind, requests wait for it) | forward (count, log the loss)
   std::string on_record_failure = "reject";
+  Duration record_wait{10'000};  // under reject: longest a request waits for a busy writer; 503
   Size max_decompressed_size{64'000'000, "64MB"};  // cap against gzip bombs
 };
 

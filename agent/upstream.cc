@@ -192,6 +192,7 @@ proxy::ServerOptions serverOptions(const Config& config) {
   o.limits.header_timeout = config.limits.header_timeout;
   o.limits.idle_timeout = config.limits.idle_timeout;
   o.limits.shutdown_grace = config.limits.shutdown_grace;
+  o.limits.record_wait = config.sessions.record_wait;
   return o;
 }
 

@@ -76,11 +76,14 @@ constexpr std::size_t kMaxRefusingConnections = 64;
 constexpr milliseconds kCloseTimeout{2'000};
 // A tap call slower than this is disabled for the rest of its exchange: taps must not stall.
 constexpr milliseconds kTapStallLimit{50};
-// A request waits at most this long for a busy tap (the recorder's writer behind) before it is
-// refused with a 503.
-constexpr milliseconds kTapBusyWait{10'000};
-constexpr std::string_view kTapBusyMessage =
-    "kscribe's recorder is behind and did not catch up within 10s; try again later";
+// A request that waited limits.record_wait for a busy tap (the recorder's writer behind) gets
+// a 503 saying so.
+std::string tapBusyMessage(milliseconds waited) {
+  const auto ms = waited.count();
+  return "kscribe's recorder is behind and did not catch up within " +
+         (ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms") +
+         "; try again later";
+}
 // Pooled upstream connections idle longer than this are dropped (API servers close idle ones).
 constexpr milliseconds kPoolIdleMax{60'000};
 
@@ -702,11 +705,12 @@ net::awaitable<bool> Connection::exchange() {
   if (server_->opts.tap != nullptr) {
     try {
       auto begin = server_->opts.tap->begin(info_, head);
-      // A busy tap (its writer behind) slows this request down, up to kTapBusyWait.
+      // A busy tap (its writer behind) slows this request down, up to limits.record_wait.
       for (milliseconds waited{0}; begin.retry_after.count() > 0;) {
-        if (waited >= kTapBusyWait) {
-          server_->opts.tap->refused(info_, head, 503, kTapBusyMessage);
-          co_return co_await sendStatus(503, kTapBusyMessage, !bodyless, "ServiceUnavailable");
+        if (waited >= limits().record_wait) {
+          const std::string message = tapBusyMessage(limits().record_wait);
+          server_->opts.tap->refused(info_, head, 503, message);
+          co_return co_await sendStatus(503, message, !bodyless, "ServiceUnavailable");
         }
         net::steady_timer pause(co_await net::this_coro::executor, begin.retry_after);
         co_await pause.async_wait(re);

@@ -46,6 +46,7 @@ struct Limits {
   std::chrono::milliseconds header_timeout{10'000};  // TLS handshake, then request head; else 408
   std::chrono::milliseconds idle_timeout{120'000};   // keep-alive wait, and request-body stalls
   std::chrono::milliseconds shutdown_grace{10'000};  // in-flight exchanges may finish within this
+  std::chrono::milliseconds record_wait{10'000};     // a busy tap holds a request this long; 503
 };
 
 /// A bearer token's agent: the token is never stored, only its SHA-256 (lower-case hex).

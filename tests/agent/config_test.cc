@@ -45,6 +45,7 @@ TEST(Config, DefaultsAreExactlyTheDesignedOnes) {
   EXPECT_TRUE(c.identity.agents.empty());
   EXPECT_EQ(c.sessions.on_record_failure, "reject");
   EXPECT_EQ(c.sessions.sync_interval, milliseconds(1000));
+  EXPECT_EQ(c.sessions.record_wait, milliseconds(10'000));
   EXPECT_FALSE(c.shipping.enabled);
   EXPECT_EQ(c.shipping.spool, kHome / "spool/");
   EXPECT_EQ(c.shipping.on_spool_full, "reject");
@@ -74,6 +75,7 @@ sessions:
     idle_timeout: 500ms
     max_body_size: 512KB
   sync_interval: 30s
+  record_wait: 250ms
 limits:
   idle_timeout: 1h
   max_header_size: 1GiB
@@ -83,6 +85,7 @@ limits:
   EXPECT_EQ(c.sessions.api.max_body_size.bytes, 512'000u);
   EXPECT_EQ(c.sessions.api.max_body_size.text, "512KB");
   EXPECT_EQ(c.sessions.sync_interval, milliseconds(30'000));
+  EXPECT_EQ(c.sessions.record_wait, milliseconds(250));
   EXPECT_EQ(c.limits.idle_timeout, milliseconds(3'600'000));
   EXPECT_EQ(c.limits.max_header_size.bytes, 1024ull * 1024 * 1024);
 }
@@ -153,6 +156,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         ErrorCase{"sessions:\n  api:\n    idle_timeout: 5x\n",
                   "sessions.api.idle_timeout: \"5x\" is not a duration (like 500ms, 30s, 5m, 1h)"},
+        ErrorCase{"sessions:\n  record_wait: soon\n",
+                  "sessions.record_wait: \"soon\" is not a duration (like 500ms, 30s, 5m, 1h)"},
         ErrorCase{"sessions:\n  api:\n    idle_timeout: 0s\n",
                   "sessions.api.idle_timeout: must be longer than 0"},
         ErrorCase{"sessions:\n  api:\n    max_body_size: 1XB\n",

@@ -396,6 +396,30 @@ TEST_F(ProxyTest, BusyTapDelaysTheExchange) {
   EXPECT_EQ(slow.read().status, 200);
 }
 
+class ShortRecordWaitProxyTest : public ProxyTest {
+  void adjust(ServerOptions& o) override { o.limits.record_wait = 100ms; }
+};
+TEST_F(ShortRecordWaitProxyTest, TapBusyBeyondTheRecordWaitGets503AndIsAudited) {
+  {
+    std::lock_guard l(tap_.mu);
+    tap_.busy_answers = 1000;  // busy for 20 s, far past limits.record_wait
+  }
+  TlsClient c(server_->port(), alice());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(c.send(get("/echo")));
+  Response r = c.read();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("did not catch up within 100ms"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\"reason\":\"ServiceUnavailable\""), std::string::npos) << r.body;
+  EXPECT_GE(waited, 100ms);
+  EXPECT_LT(waited, 5s);
+  EXPECT_TRUE(upstream_.seen().empty());
+  std::lock_guard l(tap_.mu);
+  ASSERT_EQ(tap_.refusals.size(), 1u);
+  EXPECT_EQ(tap_.refusals[0], 503u);
+}
+
 TEST_F(ProxyTest, ThrowingTapDoesNotBreakTheRelay) {
   tap_.throw_on_body = true;
   TlsClient c(server_->port(), alice());
