@@ -15,7 +15,7 @@ packages=(
   # shipping tests: a real single-node OpenStack Swift with s3api, checked with the AWS CLI
   swift swift-proxy swift-object swift-container swift-account awscli
   # benchmarks
-  nginx wrk
+  nginx wrk valgrind
 )
 
 missing=()

@@ -74,16 +74,19 @@ nginx_conf upstream "
     listen 127.0.0.1:$UP ssl; ssl_certificate $W/server.crt; ssl_certificate_key $W/server.key;
     root $W/www;
   }"
-nginx_conf proxy "
+proxy_blocks() {  # port
+  echo "
   upstream api { server 127.0.0.1:$UP; keepalive 64; }
   server {
-    listen 127.0.0.1:$NGP ssl; ssl_certificate $W/server.crt; ssl_certificate_key $W/server.key;
+    listen 127.0.0.1:$1 ssl; ssl_certificate $W/server.crt; ssl_certificate_key $W/server.key;
     location / {
       proxy_pass https://api; proxy_http_version 1.1; proxy_set_header Connection '';
       proxy_ssl_verify on; proxy_ssl_trusted_certificate $W/ca.crt; proxy_ssl_name localhost;
       proxy_ssl_session_reuse on; proxy_buffering off;
     }
   }"
+}
+nginx_conf proxy "$(proxy_blocks "$NGP")"
 mkdir -p tmp
 nginx -c "$W/nginx-upstream.conf" -p "$W" 2>/dev/null
 nginx -c "$W/nginx-proxy.conf" -p "$W" 2>/dev/null
@@ -202,6 +205,59 @@ a, b = med("kscribe-attr", 2), med("kscribe-ident", 2)
 print("median req/s unbound %.0f, bound %.0f: ratio %.3f; median p50 %.2fms vs %.2fms"
       % (a, b, b / a, med("kscribe-attr", 3), med("kscribe-ident", 3)))
 EOF
+fi
+
+# --- instructions per request -------------------------------------------------------------
+# Requests per second on two shared cores move by 10-20% from run to run; the instructions a
+# proxy executes per request do not. Each proxy runs alone under callgrind (user space only: the
+# kernel's share, about half of the CPU here and alike for both, is not counted), wrk drives it
+# with 1 thread and 4 connections, and instructions are counted from after a warm-up to the end
+# of the measured run.
+if command -v valgrind >/dev/null; then
+  CG_DURATION=${CG_DURATION:-6s}
+  echo "== user-space instructions per 4 KB request (callgrind, $CG_DURATION each; kernel not counted) =="
+  : > "$W/cg-results"
+  cg_run() {  # name port command...
+    local name=$1 port=$2 vp out req ir
+    shift 2
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$W/cg-$name.out" "$@" \
+      2>"$W/cg-$name.log" &
+    vp=$!
+    PIDS+=("$vp")
+    for _ in $(seq 150); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.2; done
+    wrk -t1 -c4 -d2s -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$port/4k.json" >/dev/null
+    callgrind_control -i on "$vp" >/dev/null 2>&1
+    out=$(wrk -t1 -c4 -d"$CG_DURATION" -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$port/4k.json")
+    callgrind_control -i off "$vp" >/dev/null 2>&1
+    kill "$vp"
+    wait "$vp" 2>/dev/null || true
+    req=$(awk '/requests in/ {print $1}' <<<"$out")
+    ir=$(awk '/^totals:/ {print $2}' "$W/cg-$name.out")
+    if [ -z "$ir" ] || [ -z "$req" ] || [ "$req" -eq 0 ]; then
+      echo "$name: no count (see $W/cg-$name.log)"
+      return
+    fi
+    printf "%-14s %8d instructions/request (%d requests)\n" "$name" $((ir / req)) "$req"
+    echo "$name $((ir / req))" >> "$W/cg-results"
+  }
+  CGP=$(freeport)
+  nginx_conf proxy-cg "$(proxy_blocks "$CGP")"
+  cg_run nginx-proxy "$CGP" nginx -c "$W/nginx-proxy-cg.conf" -p "$W" -g "daemon off; master_process off;"
+  for n in rec norec; do
+    CGP=$(freeport)
+    src=config.yaml; [ "$n" = norec ] && src=config-norec.yaml
+    sed -E "s/port: [0-9]+\}/port: $CGP}/" "$src" > "config-cg-$n.yaml"  # the listen port
+    mkdir -p "$W/home-cg-$n"
+    cg_run "kscribe-$n" "$CGP" "$KSCRIBE" serve --home "$W/home-cg-$n" --config "$W/config-cg-$n.yaml"
+  done
+  awk '{v[$1] = $2} END {
+    if (v["nginx-proxy"] && v["kscribe-rec"] && v["kscribe-norec"])
+      printf "kscribe/nginx-proxy instructions per request: recording on %.2fx, off %.2fx; recording adds %d (%.0f%% of off)\n",
+        v["kscribe-rec"] / v["nginx-proxy"], v["kscribe-norec"] / v["nginx-proxy"],
+        v["kscribe-rec"] - v["kscribe-norec"], 100 * (v["kscribe-rec"] - v["kscribe-norec"]) / v["kscribe-norec"] }' \
+    "$W/cg-results"
+else
+  echo "== instructions per request: skipped (valgrind not installed; deploy/install-deps.sh installs it) =="
 fi
 
 # --- 1 GB to a slow reader ----------------------------------------------------------------
