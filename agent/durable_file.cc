@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cerrno>
+#include <memory>
 #include <stdexcept>
 
 namespace kscribe::durable {
@@ -167,8 +168,17 @@ std::error_code cutTornTail(const fs::path& path, std::uint64_t& removed) {
   return ec;
 }
 
+namespace {
+// SHA-256 fetched from OpenSSL's provider once: EVP_sha256() makes every EVP_DigestInit look it
+// up again, which costs more than hashing an audit line.
+const EVP_MD* sha256Md() {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md != nullptr ? md : EVP_sha256();
+}
+}  // namespace
+
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+  if (!ctx_ || EVP_DigestInit_ex(ctx_, sha256Md(), nullptr) != 1) {
     throw std::runtime_error("OpenSSL: cannot initialise SHA-256");
   }
 }
@@ -200,9 +210,16 @@ std::string Sha256::hex() const {
 }
 
 std::string sha256Hex(std::string_view data) {
+  // One context per thread, reused: the writer hashes an audit line for every request.
+  struct CtxFree {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+  thread_local const std::unique_ptr<EVP_MD_CTX, CtxFree> ctx(EVP_MD_CTX_new());
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1)
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), sha256Md(), nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), md, &len) != 1)
     throw std::runtime_error("SHA-256 failed");
   return hexDigest(md, len);
 }
