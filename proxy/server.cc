@@ -58,6 +58,16 @@ namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+// Everything runs on a worker's io_context: its concrete executor type spares each operation
+// the type-erased any_io_executor wrapper.
+using Executor = net::io_context::executor_type;
+template <class T>
+using Awaitable = net::awaitable<T, Executor>;
+constexpr net::use_awaitable_t<Executor> kAwait;
+using Socket = net::basic_stream_socket<tcp, Executor>;
+using Acceptor = net::basic_socket_acceptor<tcp, Executor>;
+using Resolver = net::ip::basic_resolver<tcp, Executor>;
+using Timer = net::basic_waitable_timer<Clock, net::wait_traits<Clock>, Executor>;
 
 namespace {
 
@@ -182,7 +192,7 @@ std::string certificateAgent(SSL* ssl, const std::string& trust_domain, std::str
 // costs a timer operation every few seconds rather than several per request.
 class Watchdog {
  public:
-  explicit Watchdog(const net::any_io_executor& ex) : timer_(ex) {}
+  explicit Watchdog(const Executor& ex) : timer_(ex) {}
   void arm(milliseconds after, std::function<void()> on_expiry) {
     deadline_ = Clock::now() + after;
     action_ = std::move(on_expiry);
@@ -206,7 +216,7 @@ class Watchdog {
     });
   }
 
-  net::steady_timer timer_;
+  Timer timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   Clock::time_point deadline_{};
   bool waiting_ = false;
@@ -330,7 +340,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   }
 
   void setup();
-  net::awaitable<void> acceptLoop();
+  Awaitable<void> acceptLoop();
   std::string upstreamToken();
   std::unique_ptr<UpstreamConn> takeIdle(Worker& w);
   void releaseIdle(Worker& w, std::unique_ptr<UpstreamConn> c);
@@ -344,8 +354,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::size_t next_worker = 0;  // round robin; accept loop only
   ssl::context server_ctx{ssl::context::tls_server};
   ssl::context upstream_ctx{ssl::context::tls_client};
-  tcp::acceptor acceptor;
-  net::steady_timer grace_timer;
+  Acceptor acceptor;
+  Timer grace_timer;
   std::string upstream_authority;
   std::vector<std::pair<std::string, std::array<unsigned char, 32>>> token_digests;
   std::atomic<bool> draining{false};
@@ -364,8 +374,8 @@ namespace {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(std::shared_ptr<Server::Impl> server, Worker& worker, tcp::socket socket,
-             std::uint64_t id, bool over_cap)
+  Connection(std::shared_ptr<Server::Impl> server, Worker& worker, Socket socket, std::uint64_t id,
+             bool over_cap)
       : server_(std::move(server)),
         worker_(worker),
         client_(std::move(socket), server_->server_ctx),
@@ -390,9 +400,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     server_->connectionClosed(info_.id);
   }
 
-  net::any_io_executor executor() { return client_.get_executor(); }
+  Executor executor() { return client_.get_executor(); }
   /// `self` keeps the connection alive for the coroutine's lifetime (the frame holds it).
-  net::awaitable<void> run(std::shared_ptr<Connection> self);
+  Awaitable<void> run(std::shared_ptr<Connection> self);
 
   // Shutdown: called on the connection's worker. An idle connection closes now; a busy one after
   // its exchange.
@@ -429,16 +439,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
-  net::awaitable<bool> exchange();
-  net::awaitable<std::unique_ptr<UpstreamConn>> connectUpstream(Verdict& failure);
-  net::awaitable<bool> refuse(const Verdict& v, const RequestHead* head,
-                              std::string_view reason = {}, bool notify_tap = true);
-  net::awaitable<bool> sendStatus(unsigned status, std::string_view message, bool close,
-                                  std::string_view reason = {});
-  net::awaitable<void> closeClient();
-  net::awaitable<void> tunnel(UpstreamConn& up);
-  net::awaitable<void> watchClient(UpstreamConn& up);
-  net::awaitable<void> pump(TlsStream& from, TlsStream& to, UpstreamConn& up);
+  Awaitable<bool> exchange();
+  Awaitable<std::unique_ptr<UpstreamConn>> connectUpstream(Verdict& failure);
+  Awaitable<bool> refuse(const Verdict& v, const RequestHead* head, std::string_view reason = {},
+                         bool notify_tap = true);
+  Awaitable<bool> sendStatus(unsigned status, std::string_view message, bool close,
+                             std::string_view reason = {});
+  Awaitable<void> closeClient();
+  Awaitable<void> tunnel(UpstreamConn& up);
+  Awaitable<void> watchClient(UpstreamConn& up);
+  Awaitable<void> pump(TlsStream& from, TlsStream& to, UpstreamConn& up);
 
   std::shared_ptr<Server::Impl> server_;
   Worker& worker_;
@@ -466,9 +476,9 @@ const std::shared_ptr<const Attribution>& unavailableAttribution() {
   return a;
 }
 
-net::awaitable<void> Connection::run([[maybe_unused]] std::shared_ptr<Connection> self) {
+Awaitable<void> Connection::run([[maybe_unused]] std::shared_ptr<Connection> self) {
   beast::error_code ec;
-  auto re = net::redirect_error(net::use_awaitable, ec);
+  auto re = net::redirect_error(kAwait, ec);
 
   info_.attribution = unavailableAttribution();
   if (server_->opts.attribution != nullptr) {
@@ -509,28 +519,27 @@ net::awaitable<void> Connection::run([[maybe_unused]] std::shared_ptr<Connection
   co_await closeClient();
 }
 
-net::awaitable<void> Connection::closeClient() {
+Awaitable<void> Connection::closeClient() {
   if (aborted_) co_return;
   beast::error_code ec;
   watchdog_.arm(kCloseTimeout, [this] { cancelClient(); });
-  co_await client_.async_shutdown(net::redirect_error(net::use_awaitable, ec));
+  co_await client_.async_shutdown(net::redirect_error(kAwait, ec));
   watchdog_.disarm();
   client_.next_layer().close(ec);
 }
 
-net::awaitable<bool> Connection::sendStatus(unsigned status, std::string_view message, bool close,
-                                            std::string_view reason) {
+Awaitable<bool> Connection::sendStatus(unsigned status, std::string_view message, bool close,
+                                       std::string_view reason) {
   beast::error_code ec;
   const std::string response = statusResponse(status, message, close, reason);
   watchdog_.arm(kCloseTimeout, [this] { cancelClient(); });
-  co_await net::async_write(client_, net::buffer(response),
-                            net::redirect_error(net::use_awaitable, ec));
+  co_await net::async_write(client_, net::buffer(response), net::redirect_error(kAwait, ec));
   watchdog_.disarm();
   co_return !close && !ec;
 }
 
-net::awaitable<bool> Connection::refuse(const Verdict& v, const RequestHead* head,
-                                        std::string_view reason, bool notify_tap) {
+Awaitable<bool> Connection::refuse(const Verdict& v, const RequestHead* head,
+                                   std::string_view reason, bool notify_tap) {
   if (notify_tap && server_->opts.tap != nullptr) {
     try {
       static const RequestHead kEmpty;
@@ -546,10 +555,10 @@ net::awaitable<bool> Connection::refuse(const Verdict& v, const RequestHead* hea
   co_return co_await sendStatus(v.status, v.message, v.close, reason);
 }
 
-net::awaitable<std::unique_ptr<UpstreamConn>> Connection::connectUpstream(Verdict& failure) {
+Awaitable<std::unique_ptr<UpstreamConn>> Connection::connectUpstream(Verdict& failure) {
   if (auto c = server_->takeIdle(worker_)) co_return c;
   beast::error_code ec;
-  auto re = net::redirect_error(net::use_awaitable, ec);
+  auto re = net::redirect_error(kAwait, ec);
   const auto& up = server_->opts.upstream;
   auto c = std::make_unique<UpstreamConn>(worker_.ioc, server_->upstream_ctx);
   SSL* ssl = c->stream.native_handle();
@@ -560,7 +569,7 @@ net::awaitable<std::unique_ptr<UpstreamConn>> Connection::connectUpstream(Verdic
     SSL_set_tlsext_host_name(ssl, name.c_str());
     SSL_set1_host(ssl, name.c_str());
   }
-  tcp::resolver resolver(co_await net::this_coro::executor);
+  Resolver resolver(co_await net::this_coro::executor);
   upstream_timed_out_ = false;
   UpstreamConn* raw = c.get();
   watchdog_.arm(up.connect_timeout, [this, &resolver, raw] {
@@ -591,9 +600,9 @@ net::awaitable<std::unique_ptr<UpstreamConn>> Connection::connectUpstream(Verdic
   co_return c;
 }
 
-net::awaitable<bool> Connection::exchange() {
+Awaitable<bool> Connection::exchange() {
   beast::error_code ec;
-  auto re = net::redirect_error(net::use_awaitable, ec);
+  auto re = net::redirect_error(kAwait, ec);
 
   // Keep-alive wait for the first byte (idle_timeout), then the whole head (header_timeout).
   if (client_buf_.size() == 0) {
@@ -683,10 +692,10 @@ net::awaitable<bool> Connection::exchange() {
         // take a while, and the worker serves other connections meanwhile.
         auto r = co_await net::co_spawn(
             server_->blocking_pool->get_executor(),
-            [this]() -> net::awaitable<IdentityCheck::Result> {
+            [this]() -> net::awaitable<IdentityCheck::Result, net::thread_pool::executor_type> {
               co_return server_->opts.identity->check(info_);
             },
-            net::use_awaitable);
+            kAwait);
         info_.identity = std::move(r.identity);
         identity_refusal_ = std::move(r.refusal);
       } catch (const std::exception& e) {
@@ -712,7 +721,7 @@ net::awaitable<bool> Connection::exchange() {
           server_->opts.tap->refused(info_, head, 503, message);
           co_return co_await sendStatus(503, message, !bodyless, "ServiceUnavailable");
         }
-        net::steady_timer pause(co_await net::this_coro::executor, begin.retry_after);
+        Timer pause(co_await net::this_coro::executor, begin.retry_after);
         co_await pause.async_wait(re);
         waited += begin.retry_after;
         begin = server_->opts.tap->begin(info_, head);
@@ -825,8 +834,7 @@ net::awaitable<bool> Connection::exchange() {
           interim.version(11);
           http::response_serializer<http::buffer_body> is{interim};
           beast::error_code wec;
-          co_await http::async_write_header(client_, is,
-                                            net::redirect_error(net::use_awaitable, wec));
+          co_await http::async_write_header(client_, is, net::redirect_error(kAwait, wec));
           if (wec) {
             current_upstream_ = nullptr;
             tap.error("client closed: " + wec.message());
@@ -913,11 +921,11 @@ net::awaitable<bool> Connection::exchange() {
   // the client meanwhile, so one that went away releases its upstream stream at once.
   const bool watch_client = !res->is_done() && (res->chunked() || delimited_by_eof);
   // Allocated for streams only: a plain response spends nothing on the watcher.
-  std::shared_ptr<net::steady_timer> watcher_done;
+  std::shared_ptr<Timer> watcher_done;
   std::shared_ptr<bool> watcher_finished;
   if (watch_client) {
     auto ex = co_await net::this_coro::executor;
-    watcher_done = std::make_shared<net::steady_timer>(ex, Clock::time_point::max());
+    watcher_done = std::make_shared<Timer>(ex, Clock::time_point::max());
     watcher_finished = std::make_shared<bool>(false);
     stop_watching_ = false;
     keepRecordBuffers(client_, false);
@@ -989,10 +997,10 @@ net::awaitable<bool> Connection::exchange() {
   co_return keep && !client_gone_;
 }
 
-net::awaitable<void> Connection::watchClient(UpstreamConn& up) {
+Awaitable<void> Connection::watchClient(UpstreamConn& up) {
   beast::error_code ec;
-  const std::size_t n = co_await client_.async_read_some(
-      client_buf_.prepare(kReadChunk), net::redirect_error(net::use_awaitable, ec));
+  const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kReadChunk),
+                                                         net::redirect_error(kAwait, ec));
   if (!ec) {
     client_buf_.commit(n);  // a pipelined request: kept for the next exchange
     co_return;
@@ -1003,9 +1011,9 @@ net::awaitable<void> Connection::watchClient(UpstreamConn& up) {
   up.stream.next_layer().cancel(ignored);
 }
 
-net::awaitable<void> Connection::pump(TlsStream& from, TlsStream& to, UpstreamConn& up) {
+Awaitable<void> Connection::pump(TlsStream& from, TlsStream& to, UpstreamConn& up) {
   beast::error_code ec;
-  auto re = net::redirect_error(net::use_awaitable, ec);
+  auto re = net::redirect_error(kAwait, ec);
   std::unique_ptr<char[]> buf(new char[kBodyChunk]);
   for (;;) {
     const std::size_t n = co_await from.async_read_some(net::buffer(buf.get(), kBodyChunk), re);
@@ -1015,15 +1023,15 @@ net::awaitable<void> Connection::pump(TlsStream& from, TlsStream& to, UpstreamCo
   }
   // Either side closing ends the tunnel: shut both sockets so the other direction ends too.
   beast::error_code ignored;
-  client_.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
-  up.stream.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+  client_.next_layer().shutdown(Socket::shutdown_both, ignored);
+  up.stream.next_layer().shutdown(Socket::shutdown_both, ignored);
   client_.next_layer().cancel(ignored);
   up.stream.next_layer().cancel(ignored);
 }
 
-net::awaitable<void> Connection::tunnel(UpstreamConn& up) {
+Awaitable<void> Connection::tunnel(UpstreamConn& up) {
   beast::error_code ec;
-  auto re = net::redirect_error(net::use_awaitable, ec);
+  auto re = net::redirect_error(kAwait, ec);
   // Bytes already read past the heads belong to the tunnel.
   if (client_buf_.size()) {
     co_await net::async_write(up.stream, client_buf_.data(), re);
@@ -1035,7 +1043,7 @@ net::awaitable<void> Connection::tunnel(UpstreamConn& up) {
   }
   if (ec) co_return;
   auto ex = co_await net::this_coro::executor;
-  auto done = std::make_shared<net::steady_timer>(ex, Clock::time_point::max());
+  auto done = std::make_shared<Timer>(ex, Clock::time_point::max());
   auto finished = std::make_shared<bool>(false);
   net::co_spawn(ex, pump(client_, up.stream, up), [done, finished](std::exception_ptr) {
     *finished = true;
@@ -1213,20 +1221,20 @@ void Server::Impl::connectionClosed(std::uint64_t id) {
   }
 }
 
-net::awaitable<void> Server::Impl::acceptLoop() {
+Awaitable<void> Server::Impl::acceptLoop() {
   auto self = shared_from_this();
   beast::error_code ec;
   for (;;) {
     Worker& worker = *workers[next_worker];
     next_worker = (next_worker + 1) % workers.size();
-    tcp::socket socket(worker.ioc);
-    co_await acceptor.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
+    Socket socket(worker.ioc);
+    co_await acceptor.async_accept(socket, net::redirect_error(kAwait, ec));
     if (ec) {
       if (!acceptor.is_open() || draining) break;
       log::warn("accept: " + ec.message());
       // Out of descriptors and the like: back off briefly rather than spin.
-      net::steady_timer t(co_await net::this_coro::executor, milliseconds(50));
-      co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+      Timer t(co_await net::this_coro::executor, milliseconds(50));
+      co_await t.async_wait(net::redirect_error(kAwait, ec));
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);

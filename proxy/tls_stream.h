@@ -19,6 +19,7 @@
 
 #include <array>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -33,22 +34,19 @@ namespace kscribe::proxy {
 
 class TlsStream {
  public:
-  using next_layer_type = boost::asio::ip::tcp::socket;
+  using next_layer_type = boost::asio::basic_stream_socket<boost::asio::ip::tcp,
+                                                           boost::asio::io_context::executor_type>;
   using executor_type = next_layer_type::executor_type;
 
   TlsStream(next_layer_type socket, boost::asio::ssl::context& ctx)
       : socket_(std::move(socket)), ssl_(SSL_new(ctx.native_handle())) {
-    if (ssl_ == nullptr) throw std::bad_alloc();
-    // Partial writes: a write completes after whole records, as write_some must. Moving
-    // buffer: a retried write may come from another address with the same bytes. Read ahead:
-    // one recv takes what the kernel holds, not a record header and then its body.
-    SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                           SSL_MODE_RELEASE_BUFFERS);
-    SSL_set_read_ahead(ssl_, 1);
+    init();
   }
   template <class ExecutionContext>
   TlsStream(ExecutionContext& ioc, boost::asio::ssl::context& ctx)
-      : TlsStream(next_layer_type(ioc), ctx) {}
+      : socket_(ioc), ssl_(SSL_new(ctx.native_handle())) {
+    init();
+  }
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
   ~TlsStream() { SSL_free(ssl_); }
@@ -123,6 +121,16 @@ class TlsStream {
 
  private:
   static constexpr std::size_t kRecord = 16 * 1024;
+
+  void init() {
+    if (ssl_ == nullptr) throw std::bad_alloc();
+    // Partial writes: a write completes after whole records, as write_some must. Moving
+    // buffer: a retried write may come from another address with the same bytes. Read ahead:
+    // one recv takes what the kernel holds, not a record header and then its body.
+    SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                           SSL_MODE_RELEASE_BUFFERS);
+    SSL_set_read_ahead(ssl_, 1);
+  }
 
   // One OpenSSL call, retried whenever the socket is ready for what it wants.
   template <class Call, bool kSized>
