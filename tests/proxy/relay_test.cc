@@ -122,6 +122,20 @@ class ProxyTest : public ::testing::Test {
   static std::string get(const std::string& target, const std::string& extra = "") {
     return "GET " + target + " HTTP/1.1\r\nHost: kscribe\r\n" + extra + "\r\n";
   }
+  // GET /echo while the tap answers "busy, ask again in 20 ms" `busy_answers` times; `waited` is
+  // how long the answer took.
+  Response getWhileTapBusy(TlsClient& c, int busy_answers,
+                           std::chrono::steady_clock::duration& waited) {
+    {
+      std::lock_guard l(tap_.mu);
+      tap_.busy_answers = busy_answers;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    if (!c.send(get("/echo"))) return {};
+    Response r = c.read();
+    waited = std::chrono::steady_clock::now() - start;
+    return r;
+  }
   // Asks for a 1 GB body and reads its first megabyte.
   static void startLargeDownload(TlsClient& c) {
     ASSERT_TRUE(c.send(get("/big?size=1073741824")));
@@ -378,15 +392,9 @@ TEST_F(ProxyTest, TapRefusalIsAnsweredWithoutForwarding) {
 }
 
 TEST_F(ProxyTest, BusyTapDelaysTheExchange) {
-  {
-    std::lock_guard l(tap_.mu);
-    tap_.busy_answers = 5;  // 5 x 20 ms
-  }
   TlsClient slow(server_->port(), alice());
-  const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(slow.send(get("/echo")));
-  Response r = slow.read();
-  const auto waited = std::chrono::steady_clock::now() - start;
+  std::chrono::steady_clock::duration waited{};
+  Response r = getWhileTapBusy(slow, 5, waited);  // 5 x 20 ms
   EXPECT_EQ(r.status, 200);
   EXPECT_GE(waited, std::chrono::milliseconds(100));
   EXPECT_EQ(upstream_.seen().size(), 1u);
@@ -400,15 +408,9 @@ class ShortRecordWaitProxyTest : public ProxyTest {
   void adjust(ServerOptions& o) override { o.limits.record_wait = 100ms; }
 };
 TEST_F(ShortRecordWaitProxyTest, TapBusyBeyondTheRecordWaitGets503AndIsAudited) {
-  {
-    std::lock_guard l(tap_.mu);
-    tap_.busy_answers = 1000;  // busy for 20 s, far past limits.record_wait
-  }
   TlsClient c(server_->port(), alice());
-  const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(c.send(get("/echo")));
-  Response r = c.read();
-  const auto waited = std::chrono::steady_clock::now() - start;
+  std::chrono::steady_clock::duration waited{};
+  Response r = getWhileTapBusy(c, 1000, waited);  // busy for 20 s, far past limits.record_wait
   EXPECT_EQ(r.status, 503);
   EXPECT_NE(r.body.find("did not catch up within 100ms"), std::string::npos) << r.body;
   EXPECT_NE(r.body.find("\"reason\":\"ServiceUnavailable\""), std::string::npos) << r.body;
