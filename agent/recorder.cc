@@ -79,10 +79,8 @@ class Recorder::Exchange : public proxy::ExchangeTap {
         record_(std::move(record)),
         started_(recorder.clock_.now()),
         upgrade_(head.upgrade) {
-    // Bodies are kept for session files only: without a session (sessions.api.enabled: false)
-    // the audit line needs none, so nothing is captured.
     // The request's capture is made when its first chunk comes: most requests have no body.
-    if (!upgrade_ && session_) {
+    if (capturing()) {
       request_type_ = head.header("Content-Type");
       request_encoding_ = head.header("Content-Encoding");
       request_length_ = head.header("Content-Length");
@@ -94,7 +92,7 @@ class Recorder::Exchange : public proxy::ExchangeTap {
   }
 
   void requestBody(std::span<const char> chunk) override {
-    if (upgrade_ || !session_) return;
+    if (!capturing()) return;
     if (!request_) {
       request_.emplace(options(request_type_, request_encoding_, request_length_, true, 0));
     }
@@ -103,7 +101,7 @@ class Recorder::Exchange : public proxy::ExchangeTap {
 
   void responseHead(const proxy::ResponseHead& head) override {
     record_.status = head.status;
-    if (!upgrade_ && session_) {
+    if (capturing()) {
       response_.emplace(options(head.header("Content-Type"), head.header("Content-Encoding"),
                                 head.header("Content-Length"), false, head.status));
     }
@@ -118,6 +116,10 @@ class Recorder::Exchange : public proxy::ExchangeTap {
   void error(std::string_view what) override { finish(what); }
 
  private:
+  // Bodies are kept for session files only: without a session (sessions.api.enabled: false)
+  // the audit line needs none, so nothing is captured; nor for an upgrade's tunnel.
+  bool capturing() const { return !upgrade_ && session_ != nullptr; }
+
   BodyOptions options(std::string_view content_type, std::string_view encoding,
                       std::string_view length, bool is_request, unsigned status) const {
     const RecorderOptions& o = recorder_.options_;
@@ -139,7 +141,7 @@ class Recorder::Exchange : public proxy::ExchangeTap {
     try {
       if (request_) {
         record_.request_body = request_->finish();
-      } else if (!upgrade_ && session_) {
+      } else if (capturing()) {
         record_.request_body.emplace().content_type = std::move(request_type_);  // no body
       }
       if (response_) record_.response_body = response_->finish();

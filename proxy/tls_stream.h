@@ -102,18 +102,26 @@ class TlsStream {
         [buffers](SSL* s, std::size_t& n) {
           std::array<char, kRecord> gathered;
           std::size_t used = 0, parts = 0;
-          boost::asio::const_buffer only;
-          for (auto it = boost::asio::buffer_sequence_begin(buffers);
-               it != boost::asio::buffer_sequence_end(buffers) && used < kRecord; ++it) {
-            const boost::asio::const_buffer part(*it);
-            if (part.size() == 0) continue;
-            if (parts++ == 0) only = part;
+          boost::asio::const_buffer first;
+          const auto gather = [&](const boost::asio::const_buffer& part) {
             const std::size_t take = std::min(part.size(), kRecord - used);
             std::memcpy(gathered.data() + used, part.data(), take);
             used += take;
+          };
+          for (auto it = boost::asio::buffer_sequence_begin(buffers);
+               it != boost::asio::buffer_sequence_end(buffers); ++it) {
+            const boost::asio::const_buffer part(*it);
+            if (part.size() == 0) continue;
+            if (++parts == 1) {
+              first = part;  // a single buffer goes out as it is, uncopied
+              continue;
+            }
+            if (parts == 2) gather(first);
+            if (used == kRecord) break;
+            gather(part);
           }
-          if (used == 0) return 1;
-          if (parts == 1) return SSL_write_ex(s, only.data(), only.size(), &n);
+          if (parts == 0) return 1;
+          if (parts == 1) return SSL_write_ex(s, first.data(), first.size(), &n);
           return SSL_write_ex(s, gathered.data(), used, &n);
         },
         std::forward<Token>(token));
