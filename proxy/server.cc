@@ -88,8 +88,8 @@ constexpr milliseconds kCloseTimeout{2'000};
 constexpr milliseconds kTapStallLimit{50};
 // A request that waited limits.record_wait for a busy tap (the recorder's writer behind) gets
 // a 503 saying so.
-std::string tapBusyMessage(milliseconds waited) {
-  const auto ms = waited.count();
+std::string tapBusyMessage(milliseconds limit) {
+  const auto ms = limit.count();
   return "kscribe's recorder is behind and did not catch up within " +
          (ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms") +
          "; try again later";
@@ -280,10 +280,10 @@ class GuardedTap {
   std::unique_ptr<ExchangeTap> tap_;
 };
 
-// OpenSSL's record buffers (about 17 KB each way) are kept between records while requests flow:
-// releasing them after every record (SSL_MODE_RELEASE_BUFFERS, which asio sets on each stream)
-// costs an allocation and a free per record. A long stream (watch, logs -f, a tunnel) that sits
-// mostly idle releases them, which keeps thousands of open watches small.
+// OpenSSL's record buffers (about 17 KB each way) are kept between records while requests flow
+// (TlsStream's default): releasing them after every record (SSL_MODE_RELEASE_BUFFERS) costs an
+// allocation and a free per record. A long stream (watch, logs -f, a tunnel) that sits mostly
+// idle releases them, which keeps thousands of open watches small.
 void keepRecordBuffers(TlsStream& s, bool keep) {
   if (keep) {
     SSL_clear_mode(s.native_handle(), SSL_MODE_RELEASE_BUFFERS);
@@ -296,7 +296,6 @@ struct UpstreamConn {
   // The read buffer starts a whole TLS record large: Beast sizes each read by the buffer's free
   // capacity (at least 512 bytes), so a small buffer would relay a body 512 bytes at a time.
   UpstreamConn(net::io_context& ioc, ssl::context& ctx) : stream(ioc, ctx) {
-    keepRecordBuffers(stream, true);
     buffer.reserve(kBodyChunk);
   }
   TlsStream stream;
@@ -384,7 +383,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
         over_cap_(over_cap),
         body_buf_(new char[kBodyChunk]) {
     client_buf_.reserve(std::min(kBodyChunk, client_buf_.max_size()));  // see UpstreamConn
-    keepRecordBuffers(client_, true);
     info_.id = id;
     info_.fd = client_.next_layer().native_handle();
     info_.accepted_at = std::chrono::system_clock::now();

@@ -134,9 +134,9 @@ class TlsStream {
     if (ssl_ == nullptr) throw std::bad_alloc();
     // Partial writes: a write completes after whole records, as write_some must. Moving
     // buffer: a retried write may come from another address with the same bytes. Read ahead:
-    // one recv takes what the kernel holds, not a record header and then its body.
-    SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                           SSL_MODE_RELEASE_BUFFERS);
+    // one recv takes what the kernel holds, not a record header and then its body. OpenSSL's
+    // record buffers stay between records unless the owner sets SSL_MODE_RELEASE_BUFFERS.
+    SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_set_read_ahead(ssl_, 1);
   }
 
