@@ -2,10 +2,17 @@
 # Proxy benchmark, loopback only, bounded time, cleans up after itself.
 #   nginx serves 4 KB and 1 MB JSON over HTTPS; wrk drives it direct, through nginx as a
 #   TLS->TLS reverse proxy, and through kscribe (same concurrency); then kscribe's peak RSS while
-#   streaming 1 GB to a slow reader, and its RSS holding 1,000 open watches.
+#   streaming 1 GB to a slow reader, and its RSS holding 1,000 open watches; the recording floor
+#   (record_floor_bench) against the machine CPU per request with recording off; instructions per
+#   request under callgrind.
 # Usage: tests/bench/proxy_bench.sh [path/to/kscribe]   (env: DURATION=10s CONNS=32 THREADS=2)
 set -euo pipefail
 KSCRIBE=$(realpath "${1:-${KSCRIBE_BIN:-build/kscribe}}")
+# The recording floor's probe is built beside kscribe when that is a CMake build tree.
+FLOOR_BIN=$(dirname "$KSCRIBE")/tests/record_floor_bench
+if [ -f "$(dirname "$KSCRIBE")/CMakeCache.txt" ]; then
+  cmake --build "$(dirname "$KSCRIBE")" -j2 --target record_floor_bench >/dev/null
+fi
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
@@ -143,20 +150,29 @@ done
 wait_port "$KP"; wait_port "$KPN"; [ -z "$KPI" ] || { wait_port "$KPI"; wait_port "$KPA"; }
 
 # --- wrk ----------------------------------------------------------------------------------
+# Busy CPU time of the whole machine (all cores), in clock ticks: wrk, the upstream and the proxy
+# share the cores, so busy time per request is what one request costs everything that ran.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 run_wrk() {  # name port file
-  local out
+  local out b0 b1
+  b0=$(busy_ticks)
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" \
         "https://127.0.0.1:$2/$3" 2>&1)
-  local rps p50 p99 non2xx
+  b1=$(busy_ticks)
+  local rps p50 p99 non2xx req cpu
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  printf "%-14s %-8s %12s %10s %10s %s\n" "$1" "$3" "$rps" "$p50" "$p99" "${non2xx:+non2xx=$non2xx}"
-  echo "$1 $3 $rps $p50 $p99 ${non2xx:-0}" >> "$W/results"
+  req=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu=$(awk -v t=$((b1 - b0)) -v r="$req" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf "%.1f", (r > 0) ? t * 1e6 / hz / r : 0}')
+  printf "%-14s %-8s %12s %10s %10s %12s %s\n" "$1" "$3" "$rps" "$p50" "$p99" "$cpu" \
+    "${non2xx:+non2xx=$non2xx}"
+  echo "$1 $3 $rps $p50 $p99 ${non2xx:-0} $cpu" >> "$W/results"
 }
-echo "== wrk: $THREADS threads, $CONNS connections, $DURATION each =="
-printf "%-14s %-8s %12s %10s %10s\n" target file req/s p50 p99
+echo "== wrk: $THREADS threads, $CONNS connections, $DURATION each (cpu/req: busy CPU of the whole machine per request, us) =="
+printf "%-14s %-8s %12s %10s %10s %12s\n" target file req/s p50 p99 cpu/req
 for f in 4k.json 1m.json; do
   run_wrk direct "$UP" "$f"
   run_wrk nginx-proxy "$NGP" "$f"
@@ -172,8 +188,8 @@ def ms(v):
     return float("nan")
 r = {}
 for line in open(sys.argv[1]):
-    n, f, rps, p50, p99, bad = line.split()
-    r[(n, f)] = (float(rps), ms(p50), ms(p99))
+    n, f, rps, p50, p99, bad, cpu = line.split()
+    r[(n, f)] = (float(rps), ms(p50), ms(p99), float(cpu))
     if int(bad):
         print("NOTE: %s %s had %s non-2xx answers: its figures do not count" % (n, f, bad))
 print("== ratios ==")
@@ -187,6 +203,58 @@ for f in ("4k.json", "1m.json"):
     if f == "4k.json":
         print("         target kscribe >= 1.0x nginx-proxy req/s: %s" % ("ok" if k[0] >= n[0] else "MISSED"))
 EOF
+
+# --- recording floor ----------------------------------------------------------------------
+# What recording one exchange costs at the least, whatever the code: parse the body (to vouch it
+# holds no Secret), escape it into the line, hash the line into the session's SHA-256, append it
+# to the file. Against the machine's CPU per request with recording off, that bounds from below
+# what recording can cost in throughput here.
+if [ -x "$FLOOR_BIN" ]; then
+  echo "== recording floor per exchange ($(basename "$FLOOR_BIN"), line sizes from kscribe's session file) =="
+  for f in 4k.json 1m.json; do
+    line=$($PY - "$W/home-rec/sessions" "$f" <<'EOF'
+import glob, os, sys
+files = sorted(glob.glob(sys.argv[1] + "/*/*.jsonl"), key=os.path.getmtime)
+want = ('"path":"/%s"' % sys.argv[2]).encode()
+size = 0
+for f in files:  # the 4 KB runs come first: their lines open the oldest file
+    with open(f, "rb") as h:
+        for n, line in enumerate(h):
+            if want in line and line.endswith(b"\n"):
+                size = len(line)
+                break
+            if n > 2000:
+                break
+    if size:
+        break
+if not size and files:  # the 1 MB runs come last: their lines end the newest file
+    with open(files[-1], "rb") as h:
+        h.seek(max(0, os.path.getsize(files[-1]) - (8 << 20)))
+        for line in h.read().split(b"\n")[1:-1]:
+            if want in line:  # the longest: wrk's stop cuts the last exchanges short
+                size = max(size, len(line) + 1)
+print(size)
+EOF
+)
+    out=$("$FLOOR_BIN" "www/$f" "$line" "$W" 1000000)  # max_body_size: 1MB, the default
+    echo "$f $out"
+    echo "$f $(sed -E 's/.*floor ([0-9.]+) us.*/\1/' <<<"$out")" >> "$W/floor"
+  done
+  $PY - "$W/results" "$W/floor" <<'EOF'
+import sys
+cpu = {}
+for line in open(sys.argv[1]):
+    n, f, *_, c = line.split()
+    cpu[(n, f)] = float(c)
+for line in open(sys.argv[2]):
+    f, floor = line.split()
+    off = cpu.get(("kscribe-norec", f), 0)
+    if off:
+        print("%-8s floor %.1f us against %.1f us of machine CPU per request with recording off: "
+              "recording costs at least %.0f%% of throughput here (target <= 10%%)"
+              % (f, float(floor), off, 100 * float(floor) / (float(floor) + off)))
+EOF
+fi
 
 # --- identity check: alternating rounds, medians ------------------------------------------
 if [ -n "$KPI" ]; then
