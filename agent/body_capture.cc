@@ -334,8 +334,16 @@ class JsonRedactor {
     return parser;
   }
 
+  static bool isContainer(simdjson::dom::element e) {
+    const auto type = e.type();
+    return type == simdjson::dom::element_type::OBJECT ||
+           type == simdjson::dom::element_type::ARRAY;
+  }
+
   // Feeds one DOM value to the yajl handlers; false where a handler stops the parse. Only for
-  // the silent mode: scalars' text is not needed.
+  // the silent mode: scalars' text is not needed. Outside every scope, a scalar under a key the
+  // redactor does not know (or in an array) changes nothing the handlers track (the silent mode
+  // writes no separators), so it is skipped: most of a body's values are such.
   bool walk(simdjson::dom::element e) {
     using Type = simdjson::dom::element_type;
     switch (e.type()) {
@@ -343,6 +351,14 @@ class JsonRedactor {
         if (!onStartMap(this)) return false;
         const simdjson::dom::object object = e.get_object().value_unsafe();
         for (const simdjson::dom::key_value_pair field : object) {
+          if (scope_ == Scope::kNone && !isContainer(field.value)) {
+            const Key key = classifyKey(field.key);
+            if (key == Key::kOther) {
+              frames_.back().key = key;
+              frames_.back().first = false;
+              continue;
+            }
+          }
           const auto* key = reinterpret_cast<const unsigned char*>(field.key.data());
           if (!onMapKey(this, key, field.key.size()) || !walk(field.value)) return false;
         }
@@ -352,6 +368,10 @@ class JsonRedactor {
         if (!onStartArray(this)) return false;
         const simdjson::dom::array array = e.get_array().value_unsafe();
         for (const simdjson::dom::element item : array) {
+          if (scope_ == Scope::kNone && !isContainer(item)) {
+            frames_.back().first = false;
+            continue;
+          }
           if (!walk(item)) return false;
         }
         return onEndArray(this) != 0;

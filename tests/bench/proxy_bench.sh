@@ -238,7 +238,7 @@ EOF
 )
     out=$("$FLOOR_BIN" "www/$f" "$line" "$W" 1000000)  # max_body_size: 1MB, the default
     echo "$f $out"
-    echo "$f $(sed -E 's/.*floor ([0-9.]+) us.*/\1/' <<<"$out")" >> "$W/floor"
+    echo "$f $(sed -E 's/.*format floor ([0-9.]+) us, with the parse ([0-9.]+) us.*/\1 \2/' <<<"$out")" >> "$W/floor"
   done
   $PY - "$W/results" "$W/floor" <<'EOF'
 import sys
@@ -247,12 +247,15 @@ for line in open(sys.argv[1]):
     n, f, *_, c = line.split()
     cpu[(n, f)] = float(c)
 for line in open(sys.argv[2]):
-    f, floor = line.split()
+    f, fmt, parse = line.split()
     off = cpu.get(("kscribe-norec", f), 0)
-    if off:
-        print("%-8s floor %.1f us against %.1f us of machine CPU per request with recording off: "
-              "recording costs at least %.0f%% of throughput here (target <= 10%%)"
-              % (f, float(floor), off, 100 * float(floor) / (float(floor) + off)))
+    on = cpu.get(("kscribe", f), 0)
+    if off and on:
+        cost = lambda us: 100 * us / (us + off)
+        print("%-8s machine CPU per request %.1f us with recording off, %.1f us on (+%.1f us); the "
+              "format floor (%.1f us) costs %.0f%% of throughput here, with the parse (%.1f us) %.0f%% "
+              "(target <= 10%%)" % (f, off, on, on - off, float(fmt), cost(float(fmt)),
+                                   float(parse), cost(float(parse))))
 EOF
 fi
 
