@@ -69,7 +69,8 @@ class RecordWriter {
   void stop();
 
   void openSession(std::shared_ptr<const SessionInfo> session);
-  /// Queues a record; false if it was dropped because the queue is full (counted as lost).
+  /// Queues a record; false if it was dropped because the queue is full (counted as lost) or
+  /// the writer was told to stop (nothing would write it).
   bool record(ExchangeRecord&& record);
   void closeSession(std::shared_ptr<const SessionInfo> session,
                     std::chrono::system_clock::time_point ended, std::string reason);
