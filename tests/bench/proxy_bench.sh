@@ -229,9 +229,10 @@ for f in files:  # the 4 KB runs come first: their lines open the oldest file
                 break
     if size:
         break
-if not size and files:  # the 1 MB runs come last: their lines end the newest file
+if not size and files:  # the 1 MB runs come last: their lines end the newest file, after those
+    # of the exchanges wrk's stop cut short (up to one per connection, each up to 1 MB)
     with open(files[-1], "rb") as h:
-        h.seek(max(0, os.path.getsize(files[-1]) - (8 << 20)))
+        h.seek(max(0, os.path.getsize(files[-1]) - (96 << 20)))
         for line in h.read().split(b"\n")[1:-1]:
             if whole(line):
                 size = len(line) + 1
