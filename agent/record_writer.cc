@@ -252,7 +252,6 @@ bool RecordWriter::record(ExchangeRecord&& rec) {
   bool was_empty = false;
   {
     std::lock_guard lk(mu_);
-    if (stopping_) return false;  // told to stop: nothing would write it
     if (queued_bytes_ + bytes > options_.max_queue_bytes) {
       lostOne();
       if (!overflow_.exchange(true)) {

@@ -69,8 +69,7 @@ class RecordWriter {
   void stop();
 
   void openSession(std::shared_ptr<const SessionInfo> session);
-  /// Queues a record; false if it was dropped because the queue is full (counted as lost) or
-  /// the writer was told to stop (nothing would write it).
+  /// Queues a record; false if it was dropped because the queue is full (counted as lost).
   bool record(ExchangeRecord&& record);
   void closeSession(std::shared_ptr<const SessionInfo> session,
                     std::chrono::system_clock::time_point ended, std::string reason);

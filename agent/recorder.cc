@@ -327,28 +327,22 @@ void Recorder::refused(const proxy::ConnectionInfo& connection, const proxy::Req
 }
 
 void Recorder::complete(const std::shared_ptr<Session>& session, ExchangeRecord&& record) {
-  // The record is queued while its session still counts it active, and tick() closes only a
-  // session with nothing active: its close is queued after every record of it. The queue's lock
-  // is taken outside mu_: a relay that waits for the writer must not hold up the other relays
-  // (they all pass through mu_ for every exchange).
-  bool stopped = false;
-  {
-    std::lock_guard lk(mu_);
-    stopped = stopped_;
-  }
-  const std::uint64_t seq = record.seq;
-  const bool queued = !stopped && writer_.record(std::move(record));
+  // Under the lock so a record is queued before its session's close, never after.
   std::lock_guard lk(mu_);
   if (session) {
     --session->active;
     session->last_activity = clock_.now();
     session->last_wall = clock_.wallNow();
     if (session->closed) {
-      log::warn("recorder: exchange " + std::to_string(seq) + " of session " + session->info->id +
-                " ended after its session closed (shutdown)");
+      log::warn("recorder: exchange " + std::to_string(record.seq) + " of session " +
+                session->info->id + " ended after its session closed (shutdown)");
     }
   }
-  if (!queued && stopped_) log::warn("recorder: exchange ended after shutdown; not recorded");
+  if (stopped_) {
+    log::warn("recorder: exchange ended after shutdown; not recorded");
+    return;
+  }
+  writer_.record(std::move(record));
 }
 
 void Recorder::tick() {
