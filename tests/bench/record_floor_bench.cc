@@ -2,9 +2,8 @@
 // code around it. The format alone asks for three steps: escape the kept body into the line's
 // JSON string, hash the line into the session's SHA-256 (the manifest's), append it to the session
 // file (write(2) into the page cache; the kernel's later writeback is not counted). Vouching that
-// a body holds no Secret adds a parse (simdjson's DOM, the fastest validating parser here; a word
-// scan could stand in for it where no Secret-bearing word occurs). Each step is timed alone on
-// this thread's CPU clock, best of three rounds.
+// a body holds no Secret adds a parse (simdjson's DOM, the fastest validating parser here). Each
+// step is timed alone on this thread's CPU clock, best of three rounds.
 // Usage: record_floor_bench BODY_FILE LINE_BYTES DIR [KEPT_BYTES]
 // (LINE_BYTES: the size of a real session line for that body, as the recorder wrote it; DIR: a
 // directory on the file system the sessions go to, the scratch file is removed; KEPT_BYTES: the
@@ -17,14 +16,14 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <string_view>
 
 #include "agent/durable_file.h"
 #include "agent/json_writer.h"
+#include "agent/pki.h"
 
 namespace {
 
@@ -58,10 +57,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: record_floor_bench BODY_FILE LINE_BYTES DIR [KEPT_BYTES]\n");
     return 2;
   }
-  std::ifstream in(argv[1], std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string body = ss.str();
+  std::string body;
+  try {
+    body = kscribe::pki::readFile(argv[1]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "record_floor_bench: %s\n", e.what());
+    return 2;
+  }
   const std::size_t line_bytes = std::strtoull(argv[2], nullptr, 10);
   const std::string_view kept = std::string_view(body).substr(
       0, argc == 5 ? std::strtoull(argv[4], nullptr, 10) : body.size());
