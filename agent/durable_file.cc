@@ -58,6 +58,7 @@ std::error_code AppendFile::open(const fs::path& path, const FaultHook* fault) {
   if (auto ec = openSized(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, fd, size)) return ec;
   fd_ = fd;
   size_ = static_cast<std::uint64_t>(size);
+  dropped_ = 0;
   path_ = path;
   dirty_ = false;
   return {};
@@ -84,6 +85,15 @@ std::error_code AppendFile::sync() {
   if (int e = injected(fault_, "fsync", path_)) return {e, std::generic_category()};
   if (::fdatasync(fd_) != 0) return lastError();
   dirty_ = false;
+  // Whole pages only: the partly filled last one stays, or the next append would first read it
+  // back from disk. Advice only: a failure changes nothing that was written.
+  static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t full = size_ - size_ % page;
+  if (full > dropped_) {
+    ::posix_fadvise(fd_, static_cast<off_t>(dropped_), static_cast<off_t>(full - dropped_),
+                    POSIX_FADV_DONTNEED);
+    dropped_ = full;
+  }
   return {};
 }
 

@@ -29,7 +29,10 @@ class AppendFile {
 
   std::error_code open(const std::filesystem::path& path, const FaultHook* fault = nullptr);
   std::error_code append(std::string_view data);
-  /// fdatasync if anything was appended since the last sync.
+  /// fdatasync if anything was appended since the last sync; then the synced whole pages leave
+  /// the page cache (POSIX_FADV_DONTNEED). What is appended here is written once and read
+  /// rarely (a ship, a `sessions show`), so it should not crowd the host's cache; and freed
+  /// pages come back at once for the next appends, where fresh ones cost the kernel more.
   std::error_code sync();
   void close();
   bool isOpen() const { return fd_ >= 0; }
@@ -40,6 +43,7 @@ class AppendFile {
  private:
   int fd_ = -1;
   std::uint64_t size_ = 0;
+  std::uint64_t dropped_ = 0;  // bytes before this are synced and out of the page cache
   bool dirty_ = false;
   std::filesystem::path path_;
   const FaultHook* fault_ = nullptr;
