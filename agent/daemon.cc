@@ -107,9 +107,10 @@ int runDaemon(const Config& config) {
   recorder.start();
   if (shipper) shipper->start();
 
-  // MetricsTap counts every exchange into /metrics and hands it on to the recorder.
+  // MetricsTap counts every exchange into /metrics and hands it on to the recorder. With metrics
+  // off nothing serves those counts, so the recorder takes the exchanges itself.
   MetricsTap metrics_tap(&recorder, metrics::get());
-  options.tap = &metrics_tap;
+  options.tap = config.metrics.enabled ? static_cast<proxy::Tap*>(&metrics_tap) : &recorder;
   options.attribution = attribution.source.get();
   options.identity = &identity;
   std::unique_ptr<proxy::Server> server;
