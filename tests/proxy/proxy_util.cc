@@ -64,6 +64,14 @@ const Pki& Pki::get() {
     Pki p;
     char tmpl[] = "/tmp/kscribe-proxy-pki-XXXXXX";
     p.dir = ::mkdtemp(tmpl);
+    // Each test runs in a process of its own (ctest): the directory goes when the process ends.
+    static const struct RemoveAtExit {
+      std::filesystem::path dir;
+      ~RemoveAtExit() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+      }
+    } remove_at_exit{p.dir};
     makeCa(p.dir, "ca");
     makeCa(p.dir, "rogue-ca");
     makeCa(p.dir, "upstream-ca");
