@@ -295,9 +295,10 @@ for line in open(sys.argv[2]):
     if ng and kn:
         room = ng - float(parse)
         print("%-8s budget for kscribe >= 1.0x nginx-proxy with recording on: nginx-proxy's own CPU "
-              "%.1f us per request, less the floor with the parse (%.1f us), leaves %.1f us for TLS "
-              "on both legs, HTTP, authentication and the audit log (%.0f%% of what nginx-proxy "
-              "spends without recording); kscribe with recording off spends %.1f us on them"
+              "%.1f us per request, less the floor with the parse (%.1f us), leaves %.1f us for the "
+              "proxying itself: the kernel's socket work, TLS on both legs, HTTP, authentication "
+              "and the audit log (%.0f%% of what nginx-proxy spends without recording); kscribe "
+              "with recording off spends %.1f us on them"
               % (f, ng, float(parse), room, 100 * room / ng, kn))
 EOF
 fi
