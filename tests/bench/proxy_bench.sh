@@ -172,6 +172,10 @@ proc_ticks() {  # pid...
 nginx_workers() { pgrep -P "$(cat "$W/nginx-$1.pid")" | tr '\n' ' '; }
 declare -A PROXY_PIDS=([direct]="$(nginx_workers upstream)" [nginx-proxy]="$(nginx_workers proxy)"
                        [kscribe]=$KPID [kscribe-norec]=$KPIDN)
+per_req() {  # ticks requests -> microseconds per request
+  awk -v t="$1" -v r="$2" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN {printf "%.1f", (r > 0) ? t * 1e6 / hz / r : 0}'
+}
 run_wrk() {  # name port file
   local out b0 b1 u0 s0 u1 s1
   read -r u0 s0 < <(proc_ticks ${PROXY_PIDS[$1]:-})
@@ -186,11 +190,11 @@ run_wrk() {  # name port file
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   req=$(awk '/requests in/ {print $1}' <<<"$out")
-  per_req() { awk -v t="$1" -v r="$req" -v hz="$(getconf CLK_TCK)" \
-               'BEGIN {printf "%.1f", (r > 0) ? t * 1e6 / hz / r : 0}'; }
-  cpu=$(per_req $((b1 - b0)))
+  cpu=$(per_req $((b1 - b0)) "$req")
   user=-; sys=-
-  if [ -n "${PROXY_PIDS[$1]:-}" ]; then user=$(per_req $((u1 - u0))); sys=$(per_req $((s1 - s0))); fi
+  if [ -n "${PROXY_PIDS[$1]:-}" ]; then
+    user=$(per_req $((u1 - u0)) "$req"); sys=$(per_req $((s1 - s0)) "$req")
+  fi
   printf "%-14s %-8s %12s %10s %10s %12s %10s %10s %s\n" "$1" "$3" "$rps" "$p50" "$p99" "$cpu" \
     "$user" "$sys" "${non2xx:+non2xx=$non2xx}"
   echo "$1 $3 $rps $p50 $p99 ${non2xx:-0} $user $sys $cpu" >> "$W/results"
